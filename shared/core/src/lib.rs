@@ -1,0 +1,10 @@
+//! Sluice's pure domain: the types, rules and computations of Prefect-style orchestration.
+//!
+//! Architecture invariant: nothing in this crate performs I/O. There is no storage, no HTTP, no AWS
+//! and no clock here; callers pass `now` and any looked-up data in. Every rule about states,
+//! templates and schedules lives in this crate so it can be tested as plain functions.
+
+pub mod job_config;
+pub mod schedules;
+pub mod schema;
+pub mod templating;
