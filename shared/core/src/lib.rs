@@ -4,7 +4,11 @@
 //! and no clock here; callers pass `now` and any looked-up data in. Every rule about states,
 //! templates and schedules lives in this crate so it can be tested as plain functions.
 
+pub mod domain;
 pub mod job_config;
+pub mod orchestration;
+pub mod pool_types;
 pub mod schedules;
 pub mod schema;
 pub mod templating;
+pub mod time;

@@ -1,1 +1,85 @@
-//! sluice-services
+//! Application services: the use cases of the control plane, as plain logic over the store port
+//! with an injectable clock.
+//!
+//! The API handlers, the Lambda functions and `sluice server` all call these; none of them talks
+//! to the store directly for anything that has a rule attached. Background services (scheduler,
+//! late-run marker, foreman) are single `tick` functions so a loop, a Lambda invocation or a test
+//! can drive them; each tick does bounded work and is safe to overlap with another.
+
+pub mod background;
+mod clock;
+mod deployments;
+mod error;
+pub mod foreman;
+pub mod late_runs;
+mod pools;
+mod runs;
+pub mod scheduler;
+mod templates;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use deployments::{
+    DeploymentInput, DeploymentPatch, DeploymentScheduleInput, FlowRunFromDeployment,
+};
+pub use error::ServiceError;
+pub use pools::{
+    PoolPatch, QueuePatch, ScheduledRunItem, ScheduledRunsQuery, WorkPoolInput, WorkQueueInput,
+};
+pub use runs::{FlowRunInput, FlowRunPatch, SetStateResult};
+pub use templates::render_for_run;
+
+use std::sync::Arc;
+
+use sluice_store::Store;
+
+/// Tunables with Prefect's defaults (reference, Appendix A).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub scheduler: sluice_core::schedules::SchedulerSettings,
+    /// A run is Late this long after its scheduled time.
+    pub late_after_seconds: i64,
+    pub late_batch_size: usize,
+    /// Workers go OFFLINE after this many missed heartbeats.
+    pub inactivity_heartbeat_multiple: i64,
+    pub fallback_heartbeat_interval_seconds: i64,
+    pub queue_last_polled_timeout_seconds: i64,
+    pub deployment_last_polled_timeout_seconds: i64,
+    pub concurrency_slot_wait_seconds: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            scheduler: Default::default(),
+            late_after_seconds: 15,
+            late_batch_size: 400,
+            inactivity_heartbeat_multiple: 3,
+            fallback_heartbeat_interval_seconds: 30,
+            queue_last_polled_timeout_seconds: 60,
+            deployment_last_polled_timeout_seconds: 60,
+            concurrency_slot_wait_seconds: 30,
+        }
+    }
+}
+
+/// The services' shared context: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+}
+
+impl Services {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Services {
+        Services {
+            store,
+            clock,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn now(&self) -> sluice_core::domain::Timestamp {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,414 @@
+//! Health, version, CSRF, collections metadata, variables, block documents and logs.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sluice_core::domain::{BlockDocument, LogEntry, Variable, validate_variable_name};
+
+use crate::AppState;
+use crate::dto::filters::{log_filter, only_keys, paging};
+use crate::dto::misc::{
+    BlockDocumentCreate, BlockDocumentUpdate, LogCreate, VariableCreate, VariableUpdate,
+    block_json, log_json, variable_json,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, PathId};
+
+/// The REST API version Sluice speaks (Prefect's `SERVER_API_VERSION`).
+pub const API_VERSION: &str = "0.8.4";
+
+pub async fn health() -> Json<bool> {
+    Json(true)
+}
+
+pub async fn version() -> Json<&'static str> {
+    Json(API_VERSION)
+}
+
+pub async fn admin_version() -> Json<String> {
+    Json(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+}
+
+pub async fn hello() -> Json<&'static str> {
+    Json("👋")
+}
+
+/// CSRF protection is off, as on a default Prefect server; this exact answer tells the stock
+/// client to stop asking.
+pub async fn csrf_token() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "detail": "CSRF protection is disabled." })),
+    )
+}
+
+pub async fn worker_metadata() -> Json<Value> {
+    Json(sluice_core::pool_types::aggregate_worker_metadata())
+}
+
+// ---- variables ---------------------------------------------------------------------------
+
+fn check_variable_name(name: &str) -> ApiResult<()> {
+    validate_variable_name(name)
+        .map_err(|e| ApiError::invalid_field(vec!["body".into(), "name".into()], e.to_string()))
+}
+
+/// Prefect caps a variable's JSON value at 5000 characters.
+fn check_variable_value(value: &Value) -> ApiResult<()> {
+    let len = value.to_string().len();
+    if len > 5000 {
+        return Err(ApiError::invalid_field(
+            vec!["body".into(), "value".into()],
+            format!("value is {len} characters of JSON; the limit is 5000"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create_variable(
+    State(app): State<AppState>,
+    Body(body): Body<VariableCreate>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_variable_name(&body.name)?;
+    check_variable_value(&body.value)?;
+    let now = app.services.now();
+    let v = Variable {
+        id: uuid::Uuid::new_v4(),
+        created: now,
+        updated: now,
+        name: body.name,
+        value: body.value,
+        tags: body.tags,
+    };
+    app.services
+        .store
+        .create_variable(&v)
+        .await
+        .map_err(|e| match e {
+            sluice_store::StoreError::Conflict(_) => ApiError::Detail(
+                StatusCode::CONFLICT,
+                format!("A variable with the name {:?} already exists.", v.name),
+            ),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(variable_json(&v))))
+}
+
+async fn variable_by_name(app: &AppState, name: &str) -> ApiResult<Variable> {
+    app.services
+        .store
+        .read_variable_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Variable not found: {name:?}")))
+}
+
+async fn variable_by_id(app: &AppState, id: uuid::Uuid) -> ApiResult<Variable> {
+    app.services
+        .store
+        .read_variable(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Variable not found"))
+}
+
+pub async fn read_variable(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(variable_json(&variable_by_id(&app, id).await?)))
+}
+
+pub async fn read_variable_by_name(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(variable_json(&variable_by_name(&app, &name).await?)))
+}
+
+async fn apply_variable_update(
+    app: &AppState,
+    mut v: Variable,
+    body: VariableUpdate,
+) -> ApiResult<StatusCode> {
+    if let Some(name) = body.name {
+        check_variable_name(&name)?;
+        v.name = name;
+    }
+    if let Some(value) = body.value {
+        check_variable_value(&value)?;
+        v.value = value;
+    }
+    if let Some(tags) = body.tags {
+        v.tags = tags;
+    }
+    v.updated = app.services.now();
+    app.services.store.update_variable(&v).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn update_variable(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Body(body): Body<VariableUpdate>,
+) -> ApiResult<StatusCode> {
+    let v = variable_by_id(&app, id).await?;
+    apply_variable_update(&app, v, body).await
+}
+
+pub async fn update_variable_by_name(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<VariableUpdate>,
+) -> ApiResult<StatusCode> {
+    let v = variable_by_name(&app, &name).await?;
+    apply_variable_update(&app, v, body).await
+}
+
+pub async fn delete_variable(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    if !app.services.store.delete_variable(id).await? {
+        return Err(ApiError::not_found("Variable not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_variable_by_name(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let v = variable_by_name(&app, &name).await?;
+    app.services.store.delete_variable(v.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn variable_names(body: &Value) -> Option<Vec<String>> {
+    body.get("variables")
+        .and_then(|v| v.get("name"))
+        .and_then(|n| n.get("any_"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+}
+
+pub async fn filter_variables(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    only_keys(&body, &["variables", "sort", "limit", "offset"])?;
+    let (limit, offset) = paging(&body)?;
+    let names = variable_names(&body);
+    let vars = app
+        .services
+        .store
+        .list_variables(names.as_deref(), Some(limit), offset)
+        .await?;
+    Ok(Json(vars.iter().map(variable_json).collect()))
+}
+
+pub async fn count_variables(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<usize>> {
+    only_keys(&body, &["variables"])?;
+    let names = variable_names(&body);
+    Ok(Json(
+        app.services
+            .store
+            .list_variables(names.as_deref(), None, 0)
+            .await?
+            .len(),
+    ))
+}
+
+// ---- block documents ---------------------------------------------------------------------
+
+pub async fn create_block(
+    State(app): State<AppState>,
+    Body(body): Body<BlockDocumentCreate>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let slug = body.block_type_slug.ok_or_else(|| {
+        ApiError::invalid_field(
+            vec!["body".into(), "block_type_slug".into()],
+            "block_type_slug is required: Sluice keys block documents by their type's slug",
+        )
+    })?;
+    if body.name.is_none() && !body.is_anonymous {
+        return Err(ApiError::invalid_field(
+            vec!["body".into(), "name".into()],
+            "a block document needs a name unless it is anonymous",
+        ));
+    }
+    if let Some(name) = &body.name {
+        sluice_core::domain::validate_name(name).map_err(|e| {
+            ApiError::invalid_field(vec!["body".into(), "name".into()], e.to_string())
+        })?;
+    }
+    let now = app.services.now();
+    let block = BlockDocument {
+        id: uuid::Uuid::new_v4(),
+        created: now,
+        updated: now,
+        name: body.name,
+        data: body.data,
+        block_type_slug: slug,
+        block_type_id: body.block_type_id,
+        block_schema_id: body.block_schema_id,
+        is_anonymous: body.is_anonymous,
+    };
+    app.services
+        .store
+        .create_block_document(&block)
+        .await
+        .map_err(|e| match e {
+            sluice_store::StoreError::Conflict(_) => {
+                ApiError::Detail(StatusCode::CONFLICT, "Block already exists".to_owned())
+            }
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(block_json(&block))))
+}
+
+pub async fn read_block(State(app): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Value>> {
+    let b = app
+        .services
+        .store
+        .read_block_document(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Block document not found"))?;
+    Ok(Json(block_json(&b)))
+}
+
+pub async fn read_block_by_name(
+    State(app): State<AppState>,
+    Path((slug, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let b = app
+        .services
+        .store
+        .read_block_document_by_name(&slug, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Block document not found"))?;
+    Ok(Json(block_json(&b)))
+}
+
+pub async fn update_block(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Body(body): Body<BlockDocumentUpdate>,
+) -> ApiResult<StatusCode> {
+    let mut b = app
+        .services
+        .store
+        .read_block_document(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Block document not found"))?;
+    if let Some(data) = body.data {
+        match (
+            body.merge_existing_data.unwrap_or(true),
+            b.data.as_object_mut(),
+            data,
+        ) {
+            (true, Some(existing), Value::Object(new)) => {
+                for (k, v) in new {
+                    existing.insert(k, v);
+                }
+            }
+            (_, _, data) => b.data = data,
+        }
+    }
+    if let Some(schema) = body.block_schema_id {
+        b.block_schema_id = Some(schema);
+    }
+    b.updated = app.services.now();
+    app.services.store.update_block_document(&b).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_block(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    if !app.services.store.delete_block_document(id).await? {
+        return Err(ApiError::not_found("Block document not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn filter_blocks(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    only_keys(
+        &body,
+        &[
+            "block_documents",
+            "block_types",
+            "block_schemas",
+            "include_secrets",
+            "sort",
+            "limit",
+            "offset",
+        ],
+    )?;
+    let (limit, offset) = paging(&body)?;
+    let slug = body
+        .get("block_types")
+        .and_then(|t| t.get("slug"))
+        .and_then(|s| s.get("any_"))
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let blocks = app
+        .services
+        .store
+        .list_block_documents(slug.as_deref(), Some(limit), offset)
+        .await?;
+    Ok(Json(blocks.iter().map(block_json).collect()))
+}
+
+// ---- logs --------------------------------------------------------------------------------
+
+pub async fn create_logs(
+    State(app): State<AppState>,
+    Body(body): Body<Vec<LogCreate>>,
+) -> ApiResult<StatusCode> {
+    let now = app.services.now();
+    let logs: Vec<LogEntry> = body
+        .into_iter()
+        .map(|l| LogEntry {
+            id: uuid::Uuid::now_v7(),
+            created: now,
+            name: l.name,
+            level: l.level,
+            message: l.message,
+            timestamp: l.timestamp.unwrap_or(now),
+            flow_run_id: l.flow_run_id,
+            task_run_id: l.task_run_id,
+            worker_id: l.worker_id,
+        })
+        .collect();
+    app.services.store.create_logs(&logs).await?;
+    Ok(StatusCode::CREATED)
+}
+
+pub async fn filter_logs(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    only_keys(&body, &["logs", "sort", "limit", "offset"])?;
+    let (limit, offset) = paging(&body)?;
+    let filter = log_filter(&body)?;
+    let logs = app
+        .services
+        .store
+        .list_logs(&filter, Some(limit), offset)
+        .await?;
+    Ok(Json(logs.iter().map(log_json).collect()))
+}

@@ -1,0 +1,162 @@
+//! Route table. Paths follow Prefect's server (`src/prefect/server/api/*.py`).
+
+mod deployments;
+mod flow_runs;
+mod flows;
+mod misc;
+mod pools;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(misc::health))
+        .route("/ready", get(misc::health))
+        .route("/version", get(misc::version))
+        .route("/admin/version", get(misc::admin_version))
+        .route("/hello", get(misc::hello))
+        .route("/csrf-token", get(misc::csrf_token))
+        .route(
+            "/collections/views/aggregate-worker-metadata",
+            get(misc::worker_metadata),
+        )
+        // work pools
+        .route("/work_pools/", post(pools::create))
+        .route("/work_pools", post(pools::create))
+        .route("/work_pools/filter", post(pools::filter))
+        .route("/work_pools/count", post(pools::count))
+        .route(
+            "/work_pools/{name}",
+            get(pools::read).patch(pools::update).delete(pools::remove),
+        )
+        .route(
+            "/work_pools/{name}/get_scheduled_flow_runs",
+            post(pools::scheduled_runs),
+        )
+        .route("/work_pools/{name}/queues", post(pools::create_queue))
+        .route("/work_pools/{name}/queues/", post(pools::create_queue))
+        .route(
+            "/work_pools/{name}/queues/filter",
+            post(pools::filter_queues),
+        )
+        .route(
+            "/work_pools/{name}/queues/{queue}",
+            get(pools::read_queue)
+                .patch(pools::update_queue)
+                .delete(pools::remove_queue),
+        )
+        .route(
+            "/work_pools/{name}/workers/heartbeat",
+            post(pools::heartbeat),
+        )
+        .route(
+            "/work_pools/{name}/workers/filter",
+            post(pools::filter_workers),
+        )
+        .route(
+            "/work_pools/{name}/workers/{worker}",
+            delete(pools::remove_worker),
+        )
+        // flows
+        .route("/flows/", post(flows::create))
+        .route("/flows", post(flows::create))
+        .route("/flows/filter", post(flows::filter))
+        .route("/flows/count", post(flows::count))
+        .route("/flows/name/{name}", get(flows::read_by_name))
+        .route("/flows/{id}", get(flows::read).delete(flows::remove))
+        // deployments
+        .route("/deployments/", post(deployments::create))
+        .route("/deployments", post(deployments::create))
+        .route("/deployments/filter", post(deployments::filter))
+        .route("/deployments/count", post(deployments::count))
+        .route(
+            "/deployments/get_scheduled_flow_runs",
+            post(deployments::scheduled_runs),
+        )
+        .route(
+            "/deployments/name/{flow}/{name}",
+            get(deployments::read_by_name),
+        )
+        .route(
+            "/deployments/{id}",
+            get(deployments::read)
+                .patch(deployments::update)
+                .delete(deployments::remove),
+        )
+        .route(
+            "/deployments/{id}/create_flow_run",
+            post(deployments::create_flow_run),
+        )
+        .route(
+            "/deployments/{id}/pause_deployment",
+            post(deployments::pause),
+        )
+        .route(
+            "/deployments/{id}/resume_deployment",
+            post(deployments::resume),
+        )
+        // flow runs
+        .route("/flow_runs/", post(flow_runs::create))
+        .route("/flow_runs", post(flow_runs::create))
+        .route("/flow_runs/filter", post(flow_runs::filter))
+        .route("/flow_runs/count", post(flow_runs::count))
+        .route(
+            "/flow_runs/{id}",
+            get(flow_runs::read)
+                .patch(flow_runs::update)
+                .delete(flow_runs::remove),
+        )
+        .route("/flow_runs/{id}/labels", patch(flow_runs::update_labels))
+        .route("/flow_runs/{id}/set_state", post(flow_runs::set_state))
+        .route("/flow_run_states/", get(flow_runs::states))
+        .route("/flow_run_states", get(flow_runs::states))
+        // variables
+        .route("/variables/", post(misc::create_variable))
+        .route("/variables", post(misc::create_variable))
+        .route("/variables/filter", post(misc::filter_variables))
+        .route("/variables/count", post(misc::count_variables))
+        .route(
+            "/variables/name/{name}",
+            get(misc::read_variable_by_name)
+                .patch(misc::update_variable_by_name)
+                .delete(misc::delete_variable_by_name),
+        )
+        .route(
+            "/variables/{id}",
+            get(misc::read_variable)
+                .patch(misc::update_variable)
+                .delete(misc::delete_variable),
+        )
+        // block documents
+        .route("/block_documents/", post(misc::create_block))
+        .route("/block_documents", post(misc::create_block))
+        .route("/block_documents/filter", post(misc::filter_blocks))
+        .route(
+            "/block_documents/{id}",
+            get(misc::read_block)
+                .patch(misc::update_block)
+                .delete(misc::delete_block),
+        )
+        .route(
+            "/block_types/slug/{slug}/block_documents/name/{name}",
+            get(misc::read_block_by_name),
+        )
+        // logs
+        .route("/logs/", post(misc::create_logs))
+        .route("/logs", post(misc::create_logs))
+        .route("/logs/filter", post(misc::filter_logs))
+        .fallback(not_found)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "detail": "Not Found" })),
+    )
+        .into_response()
+}

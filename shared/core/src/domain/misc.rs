@@ -1,0 +1,51 @@
+//! Flows, variables, block documents and logs.
+
+use super::{Id, JsonMap, Timestamp};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    pub id: Id,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub labels: JsonMap,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variable {
+    pub id: Id,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub name: String,
+    pub value: serde_json::Value,
+    pub tags: Vec<String>,
+}
+
+/// A block document: enough of Prefect's block model for template resolution
+/// (`{{ prefect.blocks.<slug>.<name> }}` and `{"$ref": {"block_document_id": ...}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockDocument {
+    pub id: Id,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub name: Option<String>,
+    pub data: serde_json::Value,
+    pub block_type_slug: String,
+    pub block_type_id: Option<Id>,
+    pub block_schema_id: Option<Id>,
+    pub is_anonymous: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub id: Id,
+    pub created: Timestamp,
+    pub name: String,
+    pub level: i64,
+    pub message: String,
+    pub timestamp: Timestamp,
+    pub flow_run_id: Option<Id>,
+    pub task_run_id: Option<Id>,
+    pub worker_id: Option<Id>,
+}

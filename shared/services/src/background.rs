@@ -1,0 +1,57 @@
+//! The long-running form of the background services for `sluice server`: each tick function on
+//! its own interval until shutdown. (On AWS the same ticks run from a scheduled Lambda.)
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::Services;
+
+#[derive(Debug, Clone)]
+pub struct Intervals {
+    pub scheduler: Duration,
+    pub late_runs: Duration,
+    pub foreman: Duration,
+}
+
+impl Default for Intervals {
+    /// Prefect's loop intervals: scheduler 60 s, late runs 5 s, foreman 15 s. The scheduler
+    /// also runs inline whenever a deployment changes, so 60 s only tops up the horizon.
+    fn default() -> Intervals {
+        Intervals {
+            scheduler: Duration::from_secs(60),
+            late_runs: Duration::from_secs(5),
+            foreman: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Runs the three loops until `shutdown` resolves. A failing tick is logged and retried on the
+/// next interval; it never stops the loop.
+pub async fn run(services: Services, intervals: Intervals, shutdown: impl Future<Output = ()>) {
+    let mut scheduler = tokio::time::interval(intervals.scheduler);
+    let mut late = tokio::time::interval(intervals.late_runs);
+    let mut foreman = tokio::time::interval(intervals.foreman);
+    for i in [&mut scheduler, &mut late, &mut foreman] {
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = scheduler.tick() => match crate::scheduler::tick(&services).await {
+                Ok(r) if r.runs_created > 0 => tracing::info!(deployments = r.deployments, runs_created = r.runs_created, "scheduler tick"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
+            },
+            _ = late.tick() => match crate::late_runs::tick(&services).await {
+                Ok(n) if n > 0 => tracing::info!(marked = n, "late runs marked"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "late-run tick failed"),
+            },
+            _ = foreman.tick() => match crate::foreman::tick(&services).await {
+                Ok(r) => if r != Default::default() { tracing::info!(?r, "foreman tick") },
+                Err(e) => tracing::warn!(error = %e, "foreman tick failed"),
+            },
+        }
+    }
+}

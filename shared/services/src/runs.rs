@@ -1,0 +1,294 @@
+//! Flow runs: creation, orchestrated state changes (compare-and-set), updates.
+
+use sluice_core::domain::{FlowRun, Id, JsonMap, State, StateType};
+use sluice_core::orchestration::{
+    self, DeploymentConcurrency, OrchestrationInput, Proposal, SetStateStatus,
+};
+use sluice_store::{Created, FlowRunFilter, FlowRunSort, Versioned};
+
+use crate::Services;
+use crate::error::{Result, ServiceError};
+
+/// Body of a run creation, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct FlowRunInput {
+    pub flow_id: Option<Id>,
+    pub name: Option<String>,
+    pub state: Option<State>,
+    pub parameters: JsonMap,
+    pub context: JsonMap,
+    pub tags: Vec<String>,
+    pub labels: JsonMap,
+    pub idempotency_key: Option<String>,
+    pub parent_task_run_id: Option<Id>,
+    pub work_pool_name: Option<String>,
+    pub work_queue_name: Option<String>,
+    pub job_variables: Option<JsonMap>,
+    pub empirical_policy: JsonMap,
+    pub flow_version: Option<String>,
+    pub deployment_id: Option<Id>,
+    pub deployment_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FlowRunPatch {
+    pub name: Option<String>,
+    pub parameters: Option<JsonMap>,
+    pub tags: Option<Vec<String>>,
+    pub infrastructure_pid: Option<Option<String>>,
+    pub job_variables: Option<Option<JsonMap>>,
+    pub empirical_policy: Option<JsonMap>,
+    pub flow_version: Option<Option<String>>,
+    /// Merged into the run's labels (`PATCH /flow_runs/{id}/labels`).
+    pub labels_merge: Option<JsonMap>,
+}
+
+/// What `set_state` answers: Prefect's `OrchestrationResult` plus whether a state was written.
+#[derive(Debug, Clone)]
+pub struct SetStateResult {
+    pub status: SetStateStatus,
+    pub state: Option<State>,
+    pub reason: Option<String>,
+    pub delay_seconds: Option<i64>,
+    /// A new state was committed (HTTP 201 rather than 200).
+    pub committed: bool,
+}
+
+/// How many times a state proposal is re-read and re-orchestrated after losing a race. Each
+/// retry sees the winner's state, so the loser's answer is decided by the rules, not by luck.
+const CAS_ATTEMPTS: usize = 16;
+
+impl Services {
+    pub async fn read_flow_run(&self, id: Id) -> Result<Versioned<FlowRun>> {
+        self.store
+            .read_flow_run(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Flow run not found".to_owned()))
+    }
+
+    /// Creates a run (Prefect's `POST /flow_runs/`). With no state it starts PENDING; the
+    /// initial state is written without guards. A repeated idempotency key returns the first
+    /// run with `created = false`.
+    pub async fn create_flow_run(&self, input: FlowRunInput) -> Result<Created<FlowRun>> {
+        let flow_id = input
+            .flow_id
+            .ok_or_else(|| ServiceError::Invalid("flow_id is required".to_owned()))?;
+        if self.store.read_flow(flow_id).await?.is_none() {
+            return Err(ServiceError::NotFound(format!("Flow {flow_id} not found")));
+        }
+        let now = self.now();
+        let mut run = FlowRun::new(flow_id, now);
+        if let Some(name) = input.name {
+            run.name = name;
+        }
+        run.parameters = input.parameters;
+        run.context = input.context;
+        run.tags = input.tags;
+        run.labels = input.labels;
+        run.idempotency_key = input.idempotency_key;
+        run.parent_task_run_id = input.parent_task_run_id;
+        run.job_variables = input.job_variables;
+        run.empirical_policy = input.empirical_policy;
+        run.flow_version = input.flow_version;
+        run.deployment_id = input.deployment_id;
+        run.deployment_version = input.deployment_version;
+        if let Some(pool_name) = &input.work_pool_name {
+            let pool = self.read_work_pool(pool_name).await?;
+            let queue = match &input.work_queue_name {
+                Some(q) => self.read_work_queue(pool_name, q).await?.1,
+                None => {
+                    let id = pool.default_queue_id.ok_or_else(|| {
+                        ServiceError::Conflict(format!(
+                            "work pool {pool_name:?} has no default queue"
+                        ))
+                    })?;
+                    self.store.read_work_queue(id).await?.ok_or_else(|| {
+                        ServiceError::Conflict(format!(
+                            "work pool {pool_name:?} has no default queue"
+                        ))
+                    })?
+                }
+            };
+            run.work_pool_id = Some(pool.id);
+            run.work_pool_name = Some(pool.name);
+            run.work_queue_id = Some(queue.id);
+            run.work_queue_name = Some(queue.name);
+        } else {
+            run.work_queue_name = input.work_queue_name;
+        }
+        let state = input
+            .state
+            .unwrap_or_else(|| State::new(StateType::Pending, now));
+        let run = orchestration::set_initial_state(run, state, now);
+        Ok(self.store.create_flow_run(&run).await?)
+    }
+
+    /// Proposes a state (Prefect's `POST /flow_runs/{id}/set_state`). The rules decide in
+    /// `sluice_core::orchestration`; the commit is a compare-and-set on the version read, so of
+    /// two racing claimants exactly one is accepted and the other, re-reading, is aborted.
+    pub async fn set_flow_run_state(
+        &self,
+        run_id: Id,
+        state: State,
+        force: bool,
+    ) -> Result<SetStateResult> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Versioned {
+                value: run,
+                version,
+            } = self.read_flow_run(run_id).await?;
+            let now = self.now();
+            let deployment_concurrency = self.deployment_concurrency(&run, &state).await?;
+            let outcome = orchestration::orchestrate_flow_run(OrchestrationInput {
+                run: &run,
+                proposal: Proposal {
+                    state: state.clone(),
+                    force,
+                },
+                now,
+                deployment_concurrency,
+            });
+            let Some(updated) = outcome.updated_run else {
+                return Ok(SetStateResult {
+                    status: outcome.status,
+                    state: outcome.state,
+                    reason: outcome.details.reason,
+                    delay_seconds: outcome.details.delay_seconds,
+                    committed: false,
+                });
+            };
+            match self.store.commit_flow_run_state(&updated, version).await {
+                Ok(_) => {
+                    return Ok(SetStateResult {
+                        status: outcome.status,
+                        state: outcome.state,
+                        reason: outcome.details.reason,
+                        delay_seconds: outcome.details.delay_seconds,
+                        committed: true,
+                    });
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(format!(
+            "flow run {run_id} kept changing; state proposal not applied, try again"
+        )))
+    }
+
+    /// Deployment concurrency facts, needed only when a run is being claimed.
+    async fn deployment_concurrency(
+        &self,
+        run: &FlowRun,
+        proposed: &State,
+    ) -> Result<Option<DeploymentConcurrency>> {
+        if proposed.state_type != StateType::Pending {
+            return Ok(None);
+        }
+        let Some(deployment_id) = run.deployment_id else {
+            return Ok(None);
+        };
+        let Some(deployment) = self.store.read_deployment(deployment_id).await? else {
+            return Ok(None);
+        };
+        if deployment.concurrency_limit.is_none() {
+            return Ok(None);
+        }
+        let filter = FlowRunFilter {
+            deployment_ids: Some(vec![deployment_id]),
+            state_types: Some(vec![
+                StateType::Pending,
+                StateType::Running,
+                StateType::Cancelling,
+            ]),
+            not_ids: Some(vec![run.id]),
+            ..Default::default()
+        };
+        let active = self.store.count_flow_runs(&filter).await?;
+        let mut facts = DeploymentConcurrency::from_deployment(
+            &deployment,
+            i64::try_from(active).unwrap_or(i64::MAX),
+        );
+        facts.slot_wait_seconds = self.settings.concurrency_slot_wait_seconds;
+        Ok(Some(facts))
+    }
+
+    /// Applies a partial update with compare-and-set, retrying on lost races.
+    pub async fn update_flow_run(&self, run_id: Id, patch: FlowRunPatch) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Versioned {
+                value: mut run,
+                version,
+            } = self.read_flow_run(run_id).await?;
+            if let Some(jv) = &patch.job_variables {
+                if run.state_type() != Some(StateType::Scheduled) {
+                    return Err(ServiceError::BadRequest(
+                        "Job variables for a flow run can only be updated when the flow run is in a SCHEDULED state.".to_owned(),
+                    ));
+                }
+                if let (Some(vars), Some(deployment_id)) = (jv, run.deployment_id) {
+                    self.validate_run_job_variables(deployment_id, vars).await?;
+                }
+            }
+            apply_patch(&mut run, patch.clone());
+            run.updated = self.now();
+            match self.store.update_flow_run(&run, version).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(format!(
+            "flow run {run_id} kept changing; update not applied"
+        )))
+    }
+
+    pub async fn delete_flow_run(&self, run_id: Id) -> Result<()> {
+        if !self.store.delete_flow_run(run_id).await? {
+            return Err(ServiceError::NotFound("Flow run not found".to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn list_flow_runs(
+        &self,
+        filter: &FlowRunFilter,
+        sort: FlowRunSort,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<FlowRun>> {
+        Ok(self
+            .store
+            .list_flow_runs(filter, sort, Some(limit), offset)
+            .await?)
+    }
+}
+
+fn apply_patch(run: &mut FlowRun, patch: FlowRunPatch) {
+    if let Some(name) = patch.name {
+        run.name = name;
+    }
+    if let Some(p) = patch.parameters {
+        run.parameters = p;
+    }
+    if let Some(t) = patch.tags {
+        run.tags = t;
+    }
+    if let Some(pid) = patch.infrastructure_pid {
+        run.infrastructure_pid = pid;
+    }
+    if let Some(jv) = patch.job_variables {
+        run.job_variables = jv;
+    }
+    if let Some(ep) = patch.empirical_policy {
+        run.empirical_policy = ep;
+    }
+    if let Some(v) = patch.flow_version {
+        run.flow_version = v;
+    }
+    if let Some(labels) = patch.labels_merge {
+        for (k, v) in labels {
+            run.labels.insert(k, v);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The store contract as executable checks, shared by every adapter.
+//!
+//! Each check is a public async function over any [`Store`]; [`store_conformance_suite!`]
+//! stamps out one test per check, so the SQLite adapter here and the DynamoDB adapter in its own
+//! crate run the very same checks. In an adapter's integration test:
+//!
+//! ```no_run
+//! use sluice_store::conformance::TestStore;
+//!
+//! sluice_store::store_conformance_suite!(async {
+//!     let dir = tempfile::tempdir().expect("temp dir");
+//!     let store = sluice_store::SqliteStore::open(&dir.path().join("t.db")).expect("open");
+//!     TestStore::with_guard(store, dir) // the directory lives as long as the store
+//! });
+//! # fn main() {}
+//! ```
+//!
+//! The expression is evaluated afresh for every check, so each runs on an empty store. Checks
+//! run on a multi-threaded tokio runtime, so the concurrency checks race for real.
+
+mod deployments;
+mod fixtures;
+mod misc;
+mod pools;
+mod queries;
+mod queues;
+mod runs;
+
+pub use deployments::*;
+pub use misc::*;
+pub use pools::*;
+pub use queries::*;
+pub use queues::*;
+pub use runs::*;
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::Store;
+
+/// A store under test together with whatever must outlive it (a temporary directory, a table to
+/// drop on the way out).
+pub struct TestStore<S> {
+    store: Arc<S>,
+    // Declared after `store`, so it is dropped after it.
+    _guard: Option<Box<dyn Any + Send>>,
+}
+
+impl<S: Store + 'static> TestStore<S> {
+    pub fn new(store: S) -> TestStore<S> {
+        TestStore {
+            store: Arc::new(store),
+            _guard: None,
+        }
+    }
+
+    pub fn with_guard(store: S, guard: impl Any + Send) -> TestStore<S> {
+        TestStore {
+            store: Arc::new(store),
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+/// Runs one check on a fresh store, on a multi-threaded runtime of its own (what
+/// `#[tokio::test(flavor = "multi_thread")]` would build, without requiring the adapter's crate
+/// to enable tokio's macros).
+pub fn run<S, M, MF, C, CF>(make: M, check: C)
+where
+    S: Store + 'static,
+    M: FnOnce() -> MF,
+    MF: Future<Output = TestStore<S>>,
+    C: FnOnce(Arc<S>) -> CF,
+    CF: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the conformance check");
+    runtime.block_on(async move {
+        let under_test = make().await;
+        check(Arc::clone(&under_test.store)).await;
+        drop(under_test);
+    });
+}
+
+/// Stamps out one `#[test]` per conformance check, each on a fresh store from `$make` (an
+/// expression yielding a future of [`TestStore`]). See the module docs.
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($make:expr) => {
+        $crate::__conformance_tests! { $make;
+            work_pool_crud,
+            work_pool_create_is_atomic,
+            work_pool_delete_cascades,
+            work_pool_status_transitions_are_conditional,
+            work_queue_crud,
+            work_queue_batch_update_is_atomic,
+            work_queue_touch_and_delete,
+            work_queue_status_transitions_are_conditional,
+            worker_heartbeats_upsert,
+            worker_offline_is_conditional,
+            flow_crud,
+            flow_delete_cascades,
+            deployment_crud,
+            deployment_schedules_round_trip,
+            deployment_filters,
+            variable_crud,
+            block_document_crud,
+            logs_filter_and_order,
+            flow_run_round_trips_every_field,
+            flow_run_create_is_idempotent,
+            flow_run_create_races_itself,
+            create_flow_runs_skips_existing_keys,
+            create_flow_runs_races_itself,
+            flow_run_compare_and_set,
+            concurrent_commits_have_one_winner,
+            delete_unstarted_auto_scheduled_runs_conditions,
+            count_runs_by_queue_counts_states,
+            flow_run_filters,
+            flow_run_sorts_and_paging,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($make:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::conformance::run(|| $make, $crate::conformance::$check);
+            }
+        )+
+    };
+}

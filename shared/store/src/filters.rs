@@ -1,0 +1,114 @@
+//! Query objects the ports accept. Each field narrows the result; `None` means "any".
+
+use sluice_core::domain::{Id, StateType, Timestamp, WorkerStatus};
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkPoolFilter {
+    pub ids: Option<Vec<Id>>,
+    pub names: Option<Vec<String>>,
+    pub types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFilter {
+    pub statuses: Option<Vec<WorkerStatus>>,
+    pub not_statuses: Option<Vec<WorkerStatus>>,
+    pub last_heartbeat_before: Option<Timestamp>,
+    pub last_heartbeat_after: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub ids: Option<Vec<Id>>,
+    pub names: Option<Vec<String>>,
+    /// Substring match on the name.
+    pub name_like: Option<String>,
+    pub tags_all: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentFilter {
+    pub ids: Option<Vec<Id>>,
+    pub names: Option<Vec<String>>,
+    pub name_like: Option<String>,
+    pub flow_ids: Option<Vec<Id>>,
+    pub paused: Option<bool>,
+    pub tags_all: Option<Vec<String>>,
+    pub work_queue_ids: Option<Vec<Id>>,
+    pub work_pool_names: Option<Vec<String>>,
+    /// Only deployments with at least one active schedule.
+    pub has_active_schedule: Option<bool>,
+    /// Deployments whose `updated` is at or after this instant.
+    pub updated_after: Option<Timestamp>,
+    /// Keyset paging by id for batch jobs: only ids strictly greater.
+    pub id_after: Option<Id>,
+}
+
+/// Runs without the sort key come last in either direction; ties are broken by id (in the sort's
+/// direction) so paging is stable. The START_TIME sorts fall back to `expected_start_time` for
+/// runs that have not started, as Prefect's do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlowRunSort {
+    #[default]
+    IdDesc,
+    ExpectedStartTimeAsc,
+    ExpectedStartTimeDesc,
+    NextScheduledStartTimeAsc,
+    StartTimeAsc,
+    StartTimeDesc,
+    EndTimeDesc,
+    NameAsc,
+    NameDesc,
+}
+
+/// Every set field must hold. A list matches any of its values (an empty list matches nothing);
+/// `not_*` lists also keep runs where the field is unset; `*_before`/`*_after` are inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct FlowRunFilter {
+    pub ids: Option<Vec<Id>>,
+    pub not_ids: Option<Vec<Id>>,
+    pub names: Option<Vec<String>>,
+    pub name_like: Option<String>,
+    pub flow_ids: Option<Vec<Id>>,
+    pub deployment_ids: Option<Vec<Id>>,
+    /// `Some(true)`: only runs without a deployment; `Some(false)`: only runs with one.
+    pub deployment_id_is_null: Option<bool>,
+    pub work_queue_ids: Option<Vec<Id>>,
+    pub work_queue_names: Option<Vec<String>>,
+    pub work_pool_ids: Option<Vec<Id>>,
+    pub work_pool_names: Option<Vec<String>>,
+    pub state_types: Option<Vec<StateType>>,
+    pub not_state_types: Option<Vec<StateType>>,
+    pub state_names: Option<Vec<String>>,
+    pub not_state_names: Option<Vec<String>>,
+    pub tags_all: Option<Vec<String>>,
+    pub tags_any: Option<Vec<String>>,
+    pub auto_scheduled: Option<bool>,
+    pub run_count: Option<i64>,
+    pub idempotency_keys: Option<Vec<String>>,
+    pub parent_task_run_ids: Option<Vec<Id>>,
+    pub created_by_ids: Option<Vec<Id>>,
+    pub expected_start_time_before: Option<Timestamp>,
+    pub expected_start_time_after: Option<Timestamp>,
+    /// Inclusive bounds on `next_scheduled_start_time`.
+    pub next_scheduled_start_time_before: Option<Timestamp>,
+    pub next_scheduled_start_time_after: Option<Timestamp>,
+    pub start_time_before: Option<Timestamp>,
+    pub start_time_after: Option<Timestamp>,
+    pub start_time_is_null: Option<bool>,
+    /// Excludes runs whose `empirical_policy.retry_type` is `in_process` (their own process
+    /// retries them; no worker may pick them up).
+    pub exclude_in_process_retries: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub flow_run_ids: Option<Vec<Id>>,
+    pub task_run_ids: Option<Vec<Id>>,
+    pub level_ge: Option<i64>,
+    pub level_le: Option<i64>,
+    pub timestamp_before: Option<Timestamp>,
+    pub timestamp_after: Option<Timestamp>,
+    /// Newest first when true; oldest first otherwise.
+    pub newest_first: bool,
+}
