@@ -3,8 +3,8 @@
 //! Each change is conditional on what was read, so a heartbeat or poll racing the foreman wins.
 
 use chrono::Duration;
-use sluice_core::domain::{PoolStatus, QueueStatus, WorkerStatus};
-use sluice_store::{WorkPoolFilter, WorkerFilter};
+use sluice_core::domain::{DeploymentStatus, PoolStatus, QueueStatus, Timestamp, WorkerStatus};
+use sluice_store::{DeploymentFilter, WorkPoolFilter, WorkerFilter};
 
 use crate::Services;
 use crate::error::Result;
@@ -14,6 +14,7 @@ pub struct ForemanReport {
     pub workers_offline: usize,
     pub pools_not_ready: usize,
     pub queues_not_ready: usize,
+    pub deployments_not_ready: usize,
 }
 
 pub async fn tick(services: &Services) -> Result<ForemanReport> {
@@ -80,5 +81,40 @@ pub async fn tick(services: &Services) -> Result<ForemanReport> {
             }
         }
     }
+    report.deployments_not_ready = mark_idle_deployments(services, now).await?;
     Ok(report)
+}
+
+/// READY deployments nobody polled lately (neither through their queue nor by id) go
+/// NOT_READY, conditionally on the poll time read.
+async fn mark_idle_deployments(services: &Services, now: Timestamp) -> Result<usize> {
+    let timeout = Duration::seconds(services.settings.deployment_last_polled_timeout_seconds);
+    let stale = |t: Option<Timestamp>| t.is_none_or(|t| now - t > timeout);
+    let ready = DeploymentFilter {
+        status: Some(DeploymentStatus::Ready),
+        ..Default::default()
+    };
+    let mut marked = 0;
+    for d in services.store.list_deployments(&ready, None, 0).await? {
+        if !stale(d.last_polled) {
+            continue;
+        }
+        let queue_polled = match d.work_queue_id {
+            Some(id) => services
+                .store
+                .read_work_queue(id)
+                .await?
+                .and_then(|q| q.last_polled),
+            None => None,
+        };
+        if stale(queue_polled)
+            && services
+                .store
+                .mark_deployment_not_ready(d.id, d.last_polled)
+                .await?
+        {
+            marked += 1;
+        }
+    }
+    Ok(marked)
 }

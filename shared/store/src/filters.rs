@@ -1,6 +1,6 @@
 //! Query objects the ports accept. Each field narrows the result; `None` means "any".
 
-use sluice_core::domain::{Id, StateType, Timestamp, WorkerStatus};
+use sluice_core::domain::{DeploymentStatus, Id, StateType, Timestamp, WorkerStatus};
 
 #[derive(Debug, Clone, Default)]
 pub struct WorkPoolFilter {
@@ -33,6 +33,7 @@ pub struct DeploymentFilter {
     pub name_like: Option<String>,
     pub flow_ids: Option<Vec<Id>>,
     pub paused: Option<bool>,
+    pub status: Option<DeploymentStatus>,
     pub tags_all: Option<Vec<String>>,
     pub work_queue_ids: Option<Vec<Id>>,
     pub work_pool_names: Option<Vec<String>>,

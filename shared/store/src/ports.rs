@@ -140,6 +140,13 @@ pub trait DeploymentStore: Send + Sync {
     /// Sets `last_polled` and status READY on the deployments (a poll happened); leaves
     /// `updated` alone so the scheduler is not retriggered.
     async fn mark_deployments_polled(&self, ids: &[Id], at: Timestamp) -> Result<()>;
+    /// Sets the deployment NOT_READY only if it is READY and its `last_polled` still equals
+    /// `seen_last_polled` (a poll racing the foreman wins). `Ok(true)` when it was changed.
+    async fn mark_deployment_not_ready(
+        &self,
+        id: Id,
+        seen_last_polled: Option<Timestamp>,
+    ) -> Result<bool>;
     /// Deletes the deployment; its runs stay (with `deployment_id` kept, as Prefect does).
     async fn delete_deployment(&self, id: Id) -> Result<bool>;
 }

@@ -190,6 +190,36 @@ impl Criteria<'_> {
     }
 }
 
+/// A pool's queue filter: names (`any_`), name prefixes (`startswith_`) and ids.
+pub struct QueueCriteria {
+    pub names: Option<Vec<String>>,
+    pub prefixes: Option<Vec<String>>,
+    pub ids: Option<Vec<Id>>,
+}
+
+pub fn queue_filter(body: &Value) -> Result<QueueCriteria, ApiError> {
+    let mut c = Criteria::new("work_queues", body.get("work_queues"))?;
+    let mut name = c.sub("name")?;
+    let names = name.strings("any_")?;
+    let prefixes = name.strings("startswith_")?;
+    name.finish()?;
+    let ids = c.sub("id")?.any_ids()?;
+    c.finish()?;
+    Ok(QueueCriteria {
+        names,
+        prefixes,
+        ids,
+    })
+}
+
+/// Variable names to match (`variables.name.any_`).
+pub fn variable_names(body: &Value) -> Result<Option<Vec<String>>, ApiError> {
+    let mut c = Criteria::new("variables", body.get("variables"))?;
+    let names = c.sub("name")?.any_strings()?;
+    c.finish()?;
+    Ok(names)
+}
+
 pub fn worker_filter(body: &Value) -> Result<WorkerFilter, ApiError> {
     let mut c = Criteria::new("workers", body.get("workers"))?;
     let mut hb = c.sub("last_heartbeat_time")?;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sluice_core::domain::{BlockDocument, LogEntry, Variable, validate_variable_name};
 
 use crate::AppState;
-use crate::dto::filters::{log_filter, only_keys, paging};
+use crate::dto::filters::{log_filter, only_keys, paging, variable_names};
 use crate::dto::misc::{
     BlockDocumentCreate, BlockDocumentUpdate, LogCreate, VariableCreate, VariableUpdate,
     block_json, log_json, variable_json,
@@ -183,26 +183,13 @@ pub async fn delete_variable_by_name(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn variable_names(body: &Value) -> Option<Vec<String>> {
-    body.get("variables")
-        .and_then(|v| v.get("name"))
-        .and_then(|n| n.get("any_"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-}
-
 pub async fn filter_variables(
     State(app): State<AppState>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Vec<Value>>> {
     only_keys(&body, &["variables", "sort", "limit", "offset"])?;
     let (limit, offset) = paging(&body)?;
-    let names = variable_names(&body);
+    let names = variable_names(&body)?;
     let vars = app
         .services
         .store
@@ -216,7 +203,7 @@ pub async fn count_variables(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<usize>> {
     only_keys(&body, &["variables"])?;
-    let names = variable_names(&body);
+    let names = variable_names(&body)?;
     Ok(Json(
         app.services
             .store

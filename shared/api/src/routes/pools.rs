@@ -7,7 +7,9 @@ use serde_json::Value;
 use sluice_services::{PoolPatch, QueuePatch, ScheduledRunsQuery, WorkPoolInput, WorkQueueInput};
 
 use crate::AppState;
-use crate::dto::filters::{only_keys, paging, work_pool_filter, worker_filter};
+use crate::dto::filters::{
+    QueueCriteria, only_keys, paging, queue_filter, work_pool_filter, worker_filter,
+};
 use crate::dto::pools::{
     GetScheduledFlowRuns, WorkPoolCreate, WorkPoolResponse, WorkPoolUpdate, WorkQueueCreate,
     WorkQueueResponse, WorkQueueUpdate, WorkerFlowRunResponse, WorkerHeartbeat, WorkerResponse,
@@ -186,37 +188,11 @@ pub async fn filter_queues(
 ) -> ApiResult<Json<Vec<WorkQueueResponse>>> {
     only_keys(&body, &["work_queues", "limit", "offset"])?;
     let (limit, offset) = paging(&body)?;
-    let criteria = body.get("work_queues").filter(|v| !v.is_null());
-    let names = criteria
-        .and_then(|c| c.get("name"))
-        .and_then(|n| n.get("any_"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
-    let prefixes = criteria
-        .and_then(|c| c.get("name"))
-        .and_then(|n| n.get("startswith_"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
-    let ids = criteria
-        .and_then(|c| c.get("id"))
-        .and_then(|n| n.get("any_"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
+    let QueueCriteria {
+        names,
+        prefixes,
+        ids,
+    } = queue_filter(&body)?;
     let pool = app.services.read_work_pool(&pool).await?;
     let queues = app.services.store.list_work_queues(pool.id).await?;
     let out = queues
@@ -227,7 +203,7 @@ pub async fn filter_queues(
                 .as_ref()
                 .is_none_or(|p| p.iter().any(|p| q.name.starts_with(p.as_str())))
         })
-        .filter(|q| ids.as_ref().is_none_or(|i| i.contains(&q.id.to_string())))
+        .filter(|q| ids.as_ref().is_none_or(|i| i.contains(&q.id)))
         .skip(offset)
         .take(limit)
         .map(|q| WorkQueueResponse::new(q, Some(pool.name.clone())))

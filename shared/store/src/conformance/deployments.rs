@@ -257,6 +257,46 @@ pub async fn deployment_crud<S: Store>(store: Arc<S>) {
         .expect("deployment");
     assert_eq!((read.last_polled, read.updated), (Some(at(50)), at(9)));
 
+    // The foreman's NOT_READY is conditional on the poll it saw: a stale view changes nothing.
+    assert!(
+        !store
+            .mark_deployment_not_ready(polled.id, Some(at(49)))
+            .await
+            .expect("stale mark"),
+        "a poll newer than the foreman's view wins"
+    );
+    assert!(
+        store
+            .mark_deployment_not_ready(polled.id, Some(at(50)))
+            .await
+            .expect("mark")
+    );
+    let read = store
+        .read_deployment(polled.id)
+        .await
+        .expect("read")
+        .expect("deployment");
+    assert_eq!(read.status, DeploymentStatus::NotReady);
+    let ready = DeploymentFilter {
+        status: Some(DeploymentStatus::Ready),
+        ..Default::default()
+    };
+    let ready_ids: Vec<_> = store
+        .list_deployments(&ready, None, 0)
+        .await
+        .expect("list ready")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert!(ready_ids.contains(&changed.id) && !ready_ids.contains(&polled.id));
+    assert!(
+        !store
+            .mark_deployment_not_ready(polled.id, Some(at(50)))
+            .await
+            .expect("mark again"),
+        "only a READY deployment moves"
+    );
+
     // Deleting a deployment keeps its runs, deployment id and all.
     let mut r = run(f.id);
     r.deployment_id = Some(d.id);

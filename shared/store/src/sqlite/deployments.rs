@@ -181,6 +181,10 @@ fn deployment_where(filter: &DeploymentFilter) -> Where {
     w.like("name", filter.name_like.as_deref());
     w.any_of("flow_id", filter.flow_ids.as_deref());
     w.eq("paused", filter.paused.map(Value::from));
+    w.eq(
+        "status",
+        filter.status.map(|st| Value::from(st.as_str().to_owned())),
+    );
     w.tags_all("deployment.tags", filter.tags_all.as_deref());
     w.any_of("work_queue_id", filter.work_queue_ids.as_deref());
     w.any_of("work_pool_name", filter.work_pool_names.as_deref());
@@ -322,6 +326,30 @@ impl DeploymentStore for SqliteStore {
             params.extend(w.params);
             conn.execute(&sql, params_from_iter(&params)).db()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn mark_deployment_not_ready(
+        &self,
+        id: Id,
+        seen_last_polled: Option<Timestamp>,
+    ) -> Result<bool> {
+        self.write(move |conn| {
+            // `IS` compares NULLs as equal, so "never polled" is a condition like any other.
+            let n = conn
+                .execute(
+                    "UPDATE deployment SET status = ?1 \
+                     WHERE id = ?2 AND status = ?3 AND last_polled IS ?4",
+                    params_from_iter([
+                        text(DeploymentStatus::NotReady.as_str()),
+                        text(&id_text(id)),
+                        text(DeploymentStatus::Ready.as_str()),
+                        seen_last_polled.map_or(Value::Null, ts_value),
+                    ]),
+                )
+                .db()?;
+            Ok(n == 1)
         })
         .await
     }
