@@ -1,7 +1,8 @@
 //! The late-run marker (Prefect §5.3): SCHEDULED runs named "Scheduled" whose time passed more
-//! than `late_after_seconds` ago are proposed `Late`. The proposal goes through orchestration,
-//! whose rule accepts it only for a run still SCHEDULED and not already Late, so a worker
-//! claiming the run at the same moment always wins cleanly.
+//! than `late_after_seconds` ago are proposed `Late`. The proposal goes through orchestration
+//! under `MarkLateRunsPolicy`, which accepts it only for a run still SCHEDULED and not already
+//! Late (so a worker claiming the run at the same moment always wins cleanly) and cancels it
+//! instead when its deployment's CANCEL_NEW concurrency limit is full.
 
 use chrono::Duration;
 use sluice_core::domain::{State, StateType};
@@ -34,7 +35,7 @@ pub async fn tick(services: &Services) -> Result<usize> {
     for run in runs {
         let mut late = State::new(StateType::Scheduled, now).named("Late");
         late.set_scheduled_time(run.next_scheduled_start_time);
-        let result = services.set_flow_run_state(run.id, late, false).await;
+        let result = services.mark_flow_run_late(run.id, late).await;
         match result {
             Ok(r) if r.committed => marked += 1,
             Ok(_) => {}

@@ -1,14 +1,12 @@
 //! Work pools, queues, workers and the worker poll (`get_scheduled_flow_runs`).
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 use sluice_core::domain::{
     FlowRun, Id, JsonMap, PoolStatus, QueueStatus, StateType, Timestamp, WorkPool, WorkQueue,
     Worker, WorkerStatus, validate_name,
 };
 use sluice_core::{pool_types, schema};
-use sluice_store::{FlowRunFilter, FlowRunSort, WorkerFilter};
+use sluice_store::{DeploymentFilter, FlowRunFilter, FlowRunSort, WorkerFilter};
 
 use crate::Services;
 use crate::error::{Result, ServiceError};
@@ -435,7 +433,8 @@ impl Services {
 
     /// Prefect's selection (§1.3): SCHEDULED runs (any name) of the pool's unpaused queues,
     /// within each queue's and the pool's free capacity, by queue priority then scheduled
-    /// time. No run changes state here; polled queues and their deployments are marked ready.
+    /// time. No run changes state here; polled queues and their deployments are marked ready
+    /// (also when the pool is paused, as in Prefect).
     pub async fn get_scheduled_flow_runs(
         &self,
         pool_name: &str,
@@ -512,29 +511,36 @@ impl Services {
                 break;
             }
         }
-        let deployment_ids: Vec<Id> = {
-            let mut seen = HashMap::new();
-            for item in &items {
-                if let Some(d) = item.flow_run.deployment_id {
-                    seen.insert(d, ());
-                }
-            }
-            seen.into_keys().collect()
-        };
-        if !deployment_ids.is_empty() {
-            self.store
-                .mark_deployments_polled(&deployment_ids, now)
-                .await?;
-        }
         Ok(items)
     }
 
+    /// Prefect's `mark_work_queues_ready` and `mark_deployments_ready`: the polled queues and
+    /// every deployment on them record the poll, whether or not a run was handed out.
     async fn mark_polled(&self, queues: &[WorkQueue], now: Timestamp) -> Result<()> {
         let ids: Vec<Id> = queues.iter().map(|q| q.id).collect();
         self.store.touch_work_queues(&ids, now).await?;
         for q in queues.iter().filter(|q| q.status == QueueStatus::NotReady) {
             self.store
                 .transition_work_queue_status(q.id, QueueStatus::NotReady, QueueStatus::Ready)
+                .await?;
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let filter = DeploymentFilter {
+            work_queue_ids: Some(ids),
+            ..Default::default()
+        };
+        let deployment_ids: Vec<Id> = self
+            .store
+            .list_deployments(&filter, None, 0)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        if !deployment_ids.is_empty() {
+            self.store
+                .mark_deployments_polled(&deployment_ids, now)
                 .await?;
         }
         Ok(())

@@ -132,14 +132,46 @@ impl Services {
         state: State,
         force: bool,
     ) -> Result<SetStateResult> {
+        self.orchestrate_and_commit(run_id, state, force, false)
+            .await
+    }
+
+    /// The late-run marker's proposal, under Prefect's `MarkLateRunsPolicy` (which also cancels
+    /// the run when its deployment's CANCEL_NEW limit is full), with the same compare-and-set.
+    pub(crate) async fn mark_flow_run_late(
+        &self,
+        run_id: Id,
+        late: State,
+    ) -> Result<SetStateResult> {
+        self.orchestrate_and_commit(run_id, late, false, true).await
+    }
+
+    async fn orchestrate_and_commit(
+        &self,
+        run_id: Id,
+        state: State,
+        force: bool,
+        mark_late: bool,
+    ) -> Result<SetStateResult> {
         for _ in 0..CAS_ATTEMPTS {
             let Versioned {
                 value: run,
                 version,
             } = self.read_flow_run(run_id).await?;
+            // A claim counts the deployment's active runs; hold its lock until the commit.
+            let _claim_guard = match run.deployment_id {
+                Some(d) if state.state_type == StateType::Pending => {
+                    Some(self.claim_lock(d).lock().await)
+                }
+                _ => None,
+            };
             let now = self.now();
-            let deployment_concurrency = self.deployment_concurrency(&run, &state).await?;
-            let outcome = orchestration::orchestrate_flow_run(OrchestrationInput {
+            let deployment_concurrency = if mark_late || state.state_type == StateType::Pending {
+                self.deployment_concurrency(&run).await?
+            } else {
+                None
+            };
+            let input = OrchestrationInput {
                 run: &run,
                 proposal: Proposal {
                     state: state.clone(),
@@ -147,7 +179,12 @@ impl Services {
                 },
                 now,
                 deployment_concurrency,
-            });
+            };
+            let outcome = if mark_late {
+                orchestration::orchestrate_mark_late(input)
+            } else {
+                orchestration::orchestrate_flow_run(input)
+            };
             let Some(updated) = outcome.updated_run else {
                 return Ok(SetStateResult {
                     status: outcome.status,
@@ -176,15 +213,8 @@ impl Services {
         )))
     }
 
-    /// Deployment concurrency facts, needed only when a run is being claimed.
-    async fn deployment_concurrency(
-        &self,
-        run: &FlowRun,
-        proposed: &State,
-    ) -> Result<Option<DeploymentConcurrency>> {
-        if proposed.state_type != StateType::Pending {
-            return Ok(None);
-        }
+    /// Deployment concurrency facts, needed only when a run is being claimed or marked late.
+    async fn deployment_concurrency(&self, run: &FlowRun) -> Result<Option<DeploymentConcurrency>> {
         let Some(deployment_id) = run.deployment_id else {
             return Ok(None);
         };

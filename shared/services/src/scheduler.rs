@@ -21,12 +21,14 @@ pub struct TickReport {
 pub async fn tick(services: &Services) -> Result<TickReport> {
     let mut report = TickReport::default();
     let batch = services.settings.scheduler.deployment_batch_size;
-    let mut after: Option<Id> = None;
+    // Always set, even for the first page: only with `id_after` does the store order by id, and
+    // keyset paging by id needs every page in that order.
+    let mut after = Id::nil();
     loop {
         let filter = DeploymentFilter {
             paused: Some(false),
             has_active_schedule: Some(true),
-            id_after: after,
+            id_after: Some(after),
             ..Default::default()
         };
         let page = services
@@ -38,7 +40,7 @@ pub async fn tick(services: &Services) -> Result<TickReport> {
             report.deployments += 1;
         }
         match page.last() {
-            Some(last) if page.len() == batch => after = Some(last.id),
+            Some(last) if page.len() == batch => after = last.id,
             _ => break,
         }
     }
