@@ -15,6 +15,16 @@
 //!   as floating times in the schedule's zone; a skipped time moves back (dateutil's rule).
 //!
 //! Nothing here reads a clock: [`Schedule::normalize`] and the planning functions take `now`.
+//!
+//! Known differences, all where Prefect's libraries misbehave:
+//! - croniter skips some month starts after a short month when a day list runs past the month's
+//!   end (`30 3 */3 * *` misses 1 March 2024), and raises on `#`/`L` weekdays OR-ed with a day
+//!   of month that can never coincide; croner fires on those days.
+//! - dateutil has no DST rules after 2037 and reads skipped or repeated times wrongly in zones
+//!   with negative DST (Europe/Dublin, Africa/Casablanca); Sluice uses the real rules.
+//! - Validation is stricter where Prefect accepts schedules that never run or run at random:
+//!   croniter's `R`/`H` in any form, and rrule parts the RFC forbids (`BYMONTH=13`, `INTERVAL=-1`,
+//!   `BYMONTHDAY` with `FREQ=WEEKLY`, repeated parts, `BYEASTER`).
 
 mod cron;
 mod interval;
@@ -142,9 +152,12 @@ impl Schedule {
         copy
     }
 
-    /// Up to `n` dates at or after `start` and not after `end` (both inclusive), sorted, in the
+    /// Up to `n` dates at or after `start` and not after `end` (both inclusive), in the
     /// schedule's zone, examining at most about [`MAX_ITERATIONS`] candidates. As in Prefect, `n`
     /// of 0 still allows one date.
+    ///
+    /// They are sorted as Python sorts datetimes of one zone: by wall-clock time, so in the hour
+    /// repeated when clocks go back the two passes interleave (01:30 EDT, 01:30 EST, 01:40 EDT…).
     pub fn get_dates(
         &self,
         n: usize,
@@ -152,7 +165,8 @@ impl Schedule {
         end: Option<DateTime<Utc>>,
     ) -> Result<Vec<DateTime<Tz>>, ScheduleError> {
         let mut dates = self.generate(n, start, end)?;
-        dates.sort();
+        // Stable, so equal wall times keep the generator's (chronological) order, as in Python.
+        dates.sort_by_key(DateTime::naive_local);
         Ok(dates)
     }
 

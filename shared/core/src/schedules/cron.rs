@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -107,24 +107,31 @@ impl CronSchedule {
         let place = |wall: NaiveDateTime| zone::localize(tz, wall, GapPolicy::Forward);
 
         // Search strictly after one second before the start, so the start itself can match;
-        // fractions of a second round the start up.
-        let mut after = start.with_timezone(&tz).naive_local() - TimeDelta::seconds(1);
-        if start.nanosecond() >= 1000 {
-            after += TimeDelta::seconds(1);
-        }
+        // fractions of a second round the start up (Python's `microsecond > 0`).
+        let second = TimeDelta::seconds(1);
+        let wall_start = start.with_timezone(&tz).naive_local();
+        let after = if start.timestamp_subsec_micros() > 0 {
+            Some(wall_start)
+        } else {
+            wall_start.checked_sub_signed(second)
+        };
+        // Only at the very ends of chrono's range.
+        let Some(mut after) = after else {
+            return Ok(Vec::new());
+        };
         let mut lookback = Vec::new();
         if let Some(t) = zone::last_transition(tz, start) {
-            let gap = i64::from(t.after) - i64::from(t.before);
+            let gap = TimeDelta::seconds(i64::from(t.after) - i64::from(t.before));
             let since = start - t.at;
             let new_wall = t.at.with_timezone(&tz).naive_local();
-            if gap < 0 && since < TimeDelta::seconds(-gap) {
+            if gap < TimeDelta::zero() && since < -gap {
                 // Inside the repeated hour after clocks go back: its wall times all resolve to
                 // their first occurrence, which is past, so resume where the repeat ends.
-                after = new_wall + TimeDelta::seconds(-gap) - TimeDelta::seconds(1);
-            } else if gap > 0 && since < TimeDelta::seconds(gap) {
+                after = new_wall - gap - second;
+            } else if gap > TimeDelta::zero() && since < gap {
                 // Just after clocks go forward: times in the skipped hour run an hour late and
                 // may still lie ahead, so look at the wall times one gap earlier too.
-                let mut wall = after - TimeDelta::seconds(gap);
+                let mut wall = after - gap;
                 while lookback.len() <= MAX_ITERATIONS {
                     match next_wall(&cron, wall) {
                         Some(w) if w < new_wall => {
@@ -513,7 +520,7 @@ fn expand_range(field: Field, low: u32, high: u32, step: u32) -> Result<Vec<u32>
         ));
     }
     let step_by = usize::try_from(step).unwrap_or(usize::MAX);
-    let mut values: Vec<u32> = match low.cmp(&high) {
+    let values: Vec<u32> = match low.cmp(&high) {
         std::cmp::Ordering::Equal => (min..=max).step_by(step_by).collect(),
         std::cmp::Ordering::Less => (low..=high).step_by(step_by).collect(),
         std::cmp::Ordering::Greater => {
@@ -529,10 +536,12 @@ fn expand_range(field: Field, low: u32, high: u32, step: u32) -> Result<Vec<u32>
             values
         }
     };
-    // croniter keeps a 0 in a day range (`0-5`); it never matches, and croner refuses it.
-    values.retain(|v| *v >= min);
-    if values.is_empty() {
-        return invalid(format!("{low}-{high} selects no {} values", field.label()));
+    // croniter checks each value of a range again on its own, so `0-5` fails for days.
+    if let Some(low) = values.iter().find(|v| **v < min) {
+        return invalid(format!(
+            "{low} is out of range for the {} field ({min}-{max})",
+            field.label()
+        ));
     }
     Ok(values)
 }
@@ -621,6 +630,7 @@ mod tests {
             "0 0 * 13 *",
             "a b c d e",
             "1,,2 * * * *",
+            "0 0 0-5 * *",
         ] {
             assert!(
                 pattern(expr).starts_with("invalid"),
@@ -628,7 +638,13 @@ mod tests {
                 pattern(expr)
             );
         }
-        for expr in ["5 4 R * *", "5 4 H * *", "H(0-5) * * * *", "r/5 * * * *"] {
+        for expr in [
+            "5 4 R * *",
+            "5 4 H * *",
+            "H(0-5) * * * *",
+            "r/5 * * * *",
+            "0 r(1-5) * * *",
+        ] {
             assert_eq!(pattern(expr), "unsupported", "{expr}");
         }
     }

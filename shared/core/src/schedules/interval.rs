@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use chrono::{DateTime, FixedOffset, LocalResult, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
@@ -261,8 +261,9 @@ struct Steps {
 }
 
 impl Steps {
-    /// Whole days on the local calendar; a skipped wall time moves forward, a repeated one takes
-    /// its first occurrence (`whenever`'s "compatible" rule that Prefect asks for).
+    /// Whole days on the local calendar, as `whenever` adds them: a skipped wall time moves
+    /// forward; a repeated one keeps the offset `at` has if that is one of its two, else takes
+    /// the first occurrence.
     fn add_days(&self, at: &DateTime<Tz>, days: i64) -> Option<DateTime<Tz>> {
         if days == 0 {
             return Some(*at);
@@ -270,7 +271,13 @@ impl Steps {
         let wall = at
             .naive_local()
             .checked_add_signed(TimeDelta::try_days(days)?)?;
-        zone::localize(self.tz, wall, GapPolicy::Forward)
+        match self.tz.from_local_datetime(&wall) {
+            LocalResult::Ambiguous(earlier, later) => {
+                let keep_later = later.offset().fix() == at.offset().fix();
+                Some(if keep_later { later } else { earlier })
+            }
+            _ => zone::localize(self.tz, wall, GapPolicy::Forward),
+        }
     }
 
     fn add_micros(at: &DateTime<Tz>, micros: i64) -> Option<DateTime<Tz>> {

@@ -74,7 +74,13 @@ pub fn schedule_needs_runs(
     settings: &SchedulerSettings,
 ) -> bool {
     existing_future_runs < settings.min_runs
-        || latest.is_some_and(|latest| latest < now + settings.min_scheduled_time)
+        || latest.is_some_and(|latest| latest < later(now, settings.min_scheduled_time))
+}
+
+/// `at + by`, saturating at the end of chrono's range instead of panicking.
+fn later(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> {
+    at.checked_add_signed(by)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The bounds of one scheduling pass (also `POST /deployments/{id}/schedule`'s body).
@@ -97,7 +103,7 @@ impl ScheduleWindow {
     pub fn scheduler(now: DateTime<Utc>, settings: &SchedulerSettings) -> ScheduleWindow {
         ScheduleWindow {
             start: now,
-            end: now + settings.max_scheduled_time,
+            end: later(now, settings.max_scheduled_time),
             min_time: settings.min_scheduled_time,
             min_runs: settings.min_runs,
             max_runs: settings.max_runs,
@@ -112,7 +118,7 @@ pub fn dates_in_window(
     window: &ScheduleWindow,
 ) -> Result<Vec<DateTime<Tz>>, ScheduleError> {
     let candidates = schedule.generate(window.max_runs, window.start, Some(window.end))?;
-    let enough_time = window.start + window.min_time;
+    let enough_time = later(window.start, window.min_time);
     let mut dates = Vec::new();
     for date in candidates {
         let far_enough = date >= enough_time;

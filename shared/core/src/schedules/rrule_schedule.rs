@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use rrule::{Frequency, RRule, RRuleSet, Unvalidated};
+use rrule::{Frequency, RRule, RRuleSet, RRuleSetIter, Unvalidated};
 use serde_json::{Value, json};
 
 use super::zone::{self, GapPolicy};
@@ -71,7 +71,7 @@ impl RRuleSchedule {
             });
         }
         let parsed = parse(&self.rrule).map_err(|r| self.invalid(r))?;
-        build(&parsed, None, false).map_err(|r| self.invalid(r))?;
+        whole_set(&parsed).map_err(|r| self.invalid(r))?;
         zone::parse_timezone(self.timezone.as_deref())?;
         Ok(())
     }
@@ -97,25 +97,44 @@ impl RRuleSchedule {
     ) -> Result<Vec<DateTime<Tz>>, ScheduleError> {
         let tz = zone::parse_timezone(self.timezone.as_deref())?;
         let parsed = parse(&self.rrule).map_err(|r| self.invalid(r))?;
-        let fast_forward = fast_forward_start(&parsed, start.with_timezone(&tz).naive_local());
-        let (set, filter) = build(&parsed, fast_forward, true).map_err(|r| self.invalid(r))?;
+        let streams = streams(&parsed, start.with_timezone(&tz).naive_local())
+            .map_err(|r| self.invalid(r))?;
+        let mut iters: Vec<_> = streams
+            .iter()
+            .map(|s| ((&s.set).into_iter(), s.filter.as_ref()))
+            .collect();
+        let mut skipped = 0;
+        let mut heads: Vec<_> = iters
+            .iter_mut()
+            .map(|(it, filter)| next_kept(it, *filter, &mut skipped))
+            .collect();
 
         let mut dates = Vec::new();
         let mut seen = HashSet::new();
         let mut counter = 0;
-        let mut skipped = 0;
-        for occurrence in &set {
-            let wall = occurrence.naive_utc();
+        let mut last_wall = None;
+        // Merge the streams in wall-clock order, as dateutil's rruleset does.
+        while let Some((index, wall)) = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, head)| head.map(|w| (i, w)))
+            .min_by_key(|(_, wall)| *wall)
+        {
+            let (it, filter) = &mut iters[index];
+            heads[index] = next_kept(it, *filter, &mut skipped);
+            if skipped > MAX_SKIPPED {
+                break;
+            }
+            // Two rules giving the same time give one occurrence.
+            if last_wall.replace(wall) == Some(wall) {
+                continue;
+            }
             let Some(at) = zone::localize(tz, wall, GapPolicy::Backward) else {
                 break;
             };
-            // dateutil's `xafter(start, inc=True)` filters by instant and does not count these,
-            // nor (of course) times its BYHOUR/BYMINUTE never produced.
-            if at < start || !filter.as_ref().is_none_or(|f| f.keeps(wall)) {
+            // dateutil's `xafter(start, inc=True)` filters by instant and does not count these.
+            if at < start {
                 skipped += 1;
-                if skipped > MAX_SKIPPED {
-                    break;
-                }
                 continue;
             }
             if end.is_some_and(|end| at > end) {
@@ -208,7 +227,7 @@ struct DateValue {
 
 /// An `RRULE`/`EXRULE` value with `UNTIL` taken out: the rrule crate would read a floating
 /// `UNTIL` in the machine's local zone.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RulePart {
     text: String,
     until: Option<DateValue>,
@@ -367,14 +386,49 @@ fn floating(wall: NaiveDateTime) -> DateTime<rrule::Tz> {
     rrule::Tz::UTC.from_utc_datetime(&wall)
 }
 
-/// Builds the rule set with `DTSTART` (or 2020-01-01, or `dtstart`) as its start. To iterate,
-/// a lone rule's time filters that the crate would apply out of phase are taken out and
-/// returned, for the caller to apply to the occurrences.
-fn build(
+/// The whole rule set, as dateutil would build it (what validation checks).
+fn whole_set(parsed: &Parsed) -> Result<RRuleSet, String> {
+    let rules: Vec<&RulePart> = parsed.rrules.iter().collect();
+    build_set(parsed, &rules, true, None)
+}
+
+/// One stream of occurrences: a rule set and the time filter to apply to what it yields.
+struct Stream {
+    set: RRuleSet,
+    filter: Option<TimeFilter>,
+}
+
+/// The rule set split for iteration: one stream per RRULE (each with every exclusion) and one
+/// for the RDATEs, so that each rule can carry its own [`TimeFilter`] and fast-forward.
+fn streams(parsed: &Parsed, start_wall: NaiveDateTime) -> Result<Vec<Stream>, String> {
+    let mut streams = Vec::with_capacity(parsed.rrules.len() + 1);
+    for part in &parsed.rrules {
+        let (dtstart, part) = match fast_forward(parsed, part, start_wall) {
+            Some((dtstart, moved)) => (Some(dtstart), moved),
+            None => (None, part.clone()),
+        };
+        let (rule, filter) = match TimeFilter::split(&part) {
+            Some((stripped, filter)) => (stripped, Some(filter)),
+            None => (part, None),
+        };
+        let set = build_set(parsed, &[&rule], false, dtstart)?;
+        streams.push(Stream { set, filter });
+    }
+    if !parsed.rdates.is_empty() {
+        let set = build_set(parsed, &[], true, None)?;
+        streams.push(Stream { set, filter: None });
+    }
+    Ok(streams)
+}
+
+/// A rule set over `rules` (and the RDATEs when `rdates`), with every EXRULE and EXDATE, starting
+/// at `DTSTART` (or 2020-01-01, or `dtstart`).
+fn build_set(
     parsed: &Parsed,
+    rules: &[&RulePart],
+    rdates: bool,
     dtstart: Option<NaiveDateTime>,
-    iterate: bool,
-) -> Result<(RRuleSet, Option<TimeFilter>), String> {
+) -> Result<RRuleSet, String> {
     let start = floating(
         dtstart
             .or(parsed.dtstart.map(|d| d.wall))
@@ -382,21 +436,8 @@ fn build(
     );
     // `limit` makes the crate give up on rules that stop matching instead of looping forever.
     let mut set = RRuleSet::new(start).limit();
-    let mut filter = None;
-    for part in &parsed.rrules {
-        let split = if iterate && parsed.rrules.len() == 1 {
-            TimeFilter::split(part)
-        } else {
-            None
-        };
-        let rule = match split {
-            Some((stripped, time_filter)) => {
-                filter = Some(time_filter);
-                compile_rule(&stripped, parsed.dtstart, start)?
-            }
-            None => compile_rule(part, parsed.dtstart, start)?,
-        };
-        if let Some(rule) = rule {
+    for part in rules {
+        if let Some(rule) = compile_rule(part, parsed.dtstart, start)? {
             set = set.rrule(rule);
         }
     }
@@ -405,13 +446,33 @@ fn build(
             set = set.exrule(rule);
         }
     }
-    for date in &parsed.rdates {
-        set = set.rdate(floating(*date));
+    if rdates {
+        for date in &parsed.rdates {
+            set = set.rdate(floating(*date));
+        }
     }
     for date in &parsed.exdates {
         set = set.exdate(floating(*date));
     }
-    Ok((set, filter))
+    Ok(set)
+}
+
+/// The next wall time of a stream that its filter keeps; the ones dropped count as skipped.
+fn next_kept(
+    it: &mut RRuleSetIter,
+    filter: Option<&TimeFilter>,
+    skipped: &mut usize,
+) -> Option<NaiveDateTime> {
+    loop {
+        let wall = it.next()?.naive_utc();
+        if filter.is_none_or(|f| f.keeps(wall)) {
+            return Some(wall);
+        }
+        *skipped += 1;
+        if *skipped > MAX_SKIPPED {
+            return None;
+        }
+    }
 }
 
 /// BYHOUR (and, for SECONDLY, BYMINUTE) of a MINUTELY or SECONDLY rule. The rrule crate skips
@@ -499,13 +560,16 @@ fn compile_rule(
     rule.validate(start).map(Some).map_err(|e| e.to_string())
 }
 
-/// A later `DTSTART` with the same phase, for a lone `SECONDLY`/`MINUTELY`/`HOURLY` rule without
-/// `COUNT`: stepping the start by whole periods keeps every occurrence from then on, and spares
-/// replaying years of them (the reason for Prefect's `normalize_rrule_string`).
-fn fast_forward_start(parsed: &Parsed, start_wall: NaiveDateTime) -> Option<NaiveDateTime> {
-    let [part] = parsed.rrules.as_slice() else {
-        return None;
-    };
+/// A later `DTSTART` with the same phase, for a `SECONDLY`/`MINUTELY`/`HOURLY` rule: stepping
+/// the start by whole periods keeps every occurrence from then on, and spares replaying years
+/// of them (the reason for Prefect's `normalize_rrule_string`). A `COUNT` is lowered by the
+/// periods skipped, which is exact only when each period yields one occurrence (no `BY…`
+/// parts), so other counted rules are not moved. Returns the new start and the rule to use.
+fn fast_forward(
+    parsed: &Parsed,
+    part: &RulePart,
+    start_wall: NaiveDateTime,
+) -> Option<(NaiveDateTime, RulePart)> {
     if !parsed.exrules.is_empty() {
         // An EXRULE takes its time of day from DTSTART, so its phase would change.
         return None;
@@ -518,17 +582,40 @@ fn fast_forward_start(parsed: &Parsed, start_wall: NaiveDateTime) -> Option<Naiv
         _ => return None,
     };
     let period = unit * i64::from(rule.get_interval());
-    if rule.get_count().is_some() || period <= 0 {
+    let plain = part.text.split(';').all(|piece| {
+        matches!(
+            piece.split_once('='),
+            Some(("FREQ" | "INTERVAL" | "COUNT" | "WKST", _))
+        )
+    });
+    if period <= 0 || (rule.get_count().is_some() && !plain) {
         return None;
     }
     let dtstart = parsed.dtstart.map_or_else(default_anchor, |d| d.wall);
     // Two days of margin cover any zone offset between the wall clock and the start instant.
     let target = start_wall.checked_sub_signed(TimeDelta::days(2))?;
-    let periods = (target - dtstart).num_seconds() / period;
+    let mut periods = (target - dtstart).num_seconds() / period;
+    let mut moved = part.clone();
+    if let Some(count) = rule.get_count() {
+        // Keep at least the last occurrence so the rule stays valid; it lies before the start.
+        periods = periods.min(i64::from(count) - 1);
+        let left = i64::from(count) - periods;
+        moved.text = part
+            .text
+            .split(';')
+            .map(|piece| match piece.split_once('=') {
+                Some(("COUNT", _)) => format!("COUNT={left}"),
+                _ => piece.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+    }
     if periods <= 0 {
         return None;
     }
-    dtstart.checked_add_signed(TimeDelta::try_seconds(periods.checked_mul(period)?)?)
+    let start =
+        dtstart.checked_add_signed(TimeDelta::try_seconds(periods.checked_mul(period)?)?)?;
+    Some((start, moved))
 }
 
 #[cfg(test)]
@@ -640,7 +727,7 @@ mod tests {
         ];
         for text in ok {
             let parsed = parse(text).unwrap();
-            build(&parsed, None, false).unwrap_or_else(|e| panic!("{text}: {e}"));
+            whole_set(&parsed).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
         let bad = [
             "",
@@ -658,7 +745,7 @@ mod tests {
             "DTSTART:20200101T000000\nRRULE:FREQ=DAILY;UNTIL=20300101T000000Z",
         ];
         for text in bad {
-            let result = parse(text).and_then(|p| build(&p, None, false).map(|_| ()));
+            let result = parse(text).and_then(|p| whole_set(&p).map(|_| ()));
             assert!(result.is_err(), "{text}");
         }
     }
