@@ -224,3 +224,48 @@ async fn prefect_handshake_endpoints_answer_like_a_default_server() {
         assert!(text.contains(t), "{t} missing");
     }
 }
+
+#[tokio::test]
+async fn parameters_are_checked_against_an_enforced_schema() {
+    let app = TestApp::new();
+    app.post("/work_pools/", json!({"name": "p4", "type": "process"}))
+        .await;
+    let (_, flow) = app.post("/flows/", json!({"name": "typed"})).await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"n": {"type": "integer", "position": 0}},
+        "required": ["n"]
+    });
+    let (s, dep) = app
+        .post(
+            "/deployments/",
+            json!({"flow_id": flow["id"], "name": "d", "work_pool_name": "p4",
+                   "parameter_openapi_schema": schema, "parameters": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dep}");
+    let path = format!(
+        "/deployments/{}/create_flow_run",
+        dep["id"].as_str().expect("id")
+    );
+    let (s, body) = app.post(&path, json!({"parameters": {"n": "one"}})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("parameter 'n'"),
+        "{body}"
+    );
+    let (s, run) = app.post(&path, json!({"parameters": {"n": 2}})).await;
+    assert_eq!(s, StatusCode::CREATED, "{run}");
+    assert_eq!(run["parameters"], json!({"n": 2}));
+    // The run may opt out, as Prefect's `enforce_parameter_schema: false` does.
+    let (s, _) = app
+        .post(
+            &path,
+            json!({"parameters": {"n": "one"}, "enforce_parameter_schema": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}

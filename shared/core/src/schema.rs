@@ -461,6 +461,57 @@ pub fn validate_job_variables_with(
     }
 }
 
+/// Why flow-run parameters were refused against a deployment's `parameter_openapi_schema`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParametersError {
+    /// The deployment's parameter schema cannot be compiled.
+    #[error("the deployment's parameter schema is not a valid json schema: {0}")]
+    InvalidSchema(String),
+    /// Parameters that do not satisfy the schema, one entry per failure.
+    #[error("{}", parameter_issue_list(.0))]
+    Invalid(Vec<VariableIssue>),
+}
+
+fn parameter_issue_list(issues: &[VariableIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| {
+            if i.path.is_empty() {
+                format!("parameters: {}", i.message)
+            } else {
+                format!("parameter '{}': {}", i.path, i.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Checks a run's parameters against its deployment's parameter schema, as Prefect does when
+/// the schema is enforced: the schema is preprocessed the same way as for job variables
+/// (nullable optionals, block references), `required` is enforced, and parameters the schema
+/// does not name are allowed unless the schema itself forbids them. An empty or missing schema
+/// accepts everything.
+///
+/// # Errors
+/// See [`ParametersError`].
+pub fn validate_parameters(
+    schema: &Value,
+    parameters: &Map<String, Value>,
+) -> Result<(), ParametersError> {
+    if !schema.is_object() || !python_truthy(schema) {
+        return Ok(());
+    }
+    check_schema(schema).map_err(ParametersError::InvalidSchema)?;
+    let schema = preprocess_schema(schema, false);
+    let issues = validation_issues(&schema, &Value::Object(parameters.clone()))
+        .map_err(ParametersError::InvalidSchema)?;
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ParametersError::Invalid(issues))
+    }
+}
+
 /// Every `properties.<name>.default` that is present (null included), with block references
 /// hydrated when `blocks` is given and left out otherwise. `Err((variable, id))` for a
 /// reference to a missing block.
@@ -775,6 +826,53 @@ mod tests {
             Value::Object(m) => m,
             other => panic!("not an object: {other}"),
         }
+    }
+
+    #[test]
+    fn parameters_follow_the_deployment_schema() {
+        // The shape Prefect generates for `def flow(n: int, name: str = "x", when: date | None = None)`.
+        let schema = json!({
+            "type": "object",
+            "title": "Parameters",
+            "properties": {
+                "n": {"type": "integer", "title": "n", "position": 0},
+                "name": {"type": "string", "title": "name", "default": "x", "position": 1},
+                "when": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}], "default": null, "position": 2}
+            },
+            "required": ["n"],
+            "definitions": {}
+        });
+        assert_eq!(validate_parameters(&schema, &obj(json!({"n": 3}))), Ok(()));
+        assert_eq!(
+            validate_parameters(
+                &schema,
+                &obj(json!({"n": 3, "name": "y", "when": null, "extra": 1}))
+            ),
+            Ok(())
+        );
+        let err =
+            validate_parameters(&schema, &obj(json!({"n": "three"}))).expect_err("wrong type");
+        assert_eq!(
+            err.to_string(),
+            r#"parameter 'n': "three" is not of type "integer""#
+        );
+        let err = validate_parameters(&schema, &obj(json!({"name": "y"}))).expect_err("missing");
+        assert!(
+            err.to_string().contains("\"n\" is a required property"),
+            "{err}"
+        );
+        // An empty schema (Prefect's default) accepts anything.
+        assert_eq!(
+            validate_parameters(&json!({}), &obj(json!({"a": 1}))),
+            Ok(())
+        );
+        assert_eq!(
+            validate_parameters(
+                &json!({"type": "object", "properties": {}}),
+                &obj(json!({"a": 1}))
+            ),
+            Ok(())
+        );
     }
 
     fn create(template: &Value) -> Result<TemplateReport, SchemaError> {

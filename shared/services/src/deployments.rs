@@ -86,6 +86,8 @@ pub struct FlowRunFromDeployment {
     pub work_queue_name: Option<String>,
     pub job_variables: Option<JsonMap>,
     pub empirical_policy: JsonMap,
+    /// Overrides the deployment's `enforce_parameter_schema` for this run.
+    pub enforce_parameter_schema: Option<bool>,
 }
 
 struct QueueRef {
@@ -213,14 +215,9 @@ impl Services {
         if self.store.read_flow(flow_id).await?.is_none() {
             return Err(ServiceError::NotFound(format!("Flow {flow_id} not found")));
         }
-        let (queue, template) = self
-            .resolve_queue(
-                input.work_pool_name.as_deref(),
-                input.work_queue_name.as_deref(),
-            )
-            .await?;
-        if let Some(t) = &template {
-            self.validate_deployment_job_variables(t, &input.job_variables)?;
+        if let Some(pool_name) = input.work_pool_name.as_deref() {
+            let pool = self.read_work_pool(pool_name).await?;
+            self.validate_deployment_job_variables(&pool.base_job_template, &input.job_variables)?;
         }
         let now = self.now();
         let existing = self
@@ -229,6 +226,13 @@ impl Services {
             .await?;
         let id = existing.as_ref().map_or_else(uuid::Uuid::new_v4, |d| d.id);
         let schedules = self.build_schedules(id, input.schedules, now)?;
+        // Only checked input may create the missing queue it names.
+        let (queue, _) = self
+            .resolve_queue(
+                input.work_pool_name.as_deref(),
+                input.work_queue_name.as_deref(),
+            )
+            .await?;
         let deployment = Deployment {
             id,
             created: existing.as_ref().map_or(now, |d| d.created),
@@ -310,7 +314,7 @@ impl Services {
     pub async fn update_deployment(&self, id: Id, patch: DeploymentPatch) -> Result<()> {
         let mut d = self.read_deployment(id).await?;
         let now = self.now();
-        if patch.work_pool_name.is_some() || patch.work_queue_name.is_some() {
+        let target = if patch.work_pool_name.is_some() || patch.work_queue_name.is_some() {
             let pool = match &patch.work_pool_name {
                 Some(p) => p.clone(),
                 None => d.work_pool_name.clone(),
@@ -320,13 +324,10 @@ impl Services {
                 None if patch.work_pool_name.is_some() => None,
                 None => d.work_queue_name.clone(),
             };
-            let (queue, _) = self
-                .resolve_queue(pool.as_deref(), queue_name.as_deref())
-                .await?;
-            d.work_pool_name = queue.pool_name;
-            d.work_queue_id = queue.queue_id;
-            d.work_queue_name = queue.queue_name;
-        }
+            Some((pool, queue_name))
+        } else {
+            None
+        };
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = patch.$field { d.$field = v; } )* };
         }
@@ -349,9 +350,22 @@ impl Services {
         if let Some(schedules) = patch.schedules {
             d.schedules = self.build_schedules(d.id, schedules, now)?;
         }
-        if let Some(pool_name) = &d.work_pool_name {
+        let pool_name = match &target {
+            Some((pool, _)) => pool.clone(),
+            None => d.work_pool_name.clone(),
+        };
+        if let Some(pool_name) = &pool_name {
             let pool = self.read_work_pool(pool_name).await?;
             self.validate_deployment_job_variables(&pool.base_job_template, &d.job_variables)?;
+        }
+        // Only a checked patch may create the missing queue it names.
+        if let Some((pool, queue_name)) = target {
+            let (queue, _) = self
+                .resolve_queue(pool.as_deref(), queue_name.as_deref())
+                .await?;
+            d.work_pool_name = queue.pool_name;
+            d.work_queue_id = queue.queue_id;
+            d.work_queue_name = queue.queue_name;
         }
         d.updated = now;
         self.store.update_deployment(&d).await?;
@@ -398,6 +412,14 @@ impl Services {
         let mut parameters = d.parameters.clone();
         for (k, v) in input.parameters {
             parameters.insert(k, v);
+        }
+        let enforce = input
+            .enforce_parameter_schema
+            .unwrap_or(d.enforce_parameter_schema);
+        if enforce && let Some(schema) = &d.parameter_openapi_schema {
+            // Prefect answers 409 here, not 422: the parameters conflict with the deployment.
+            sluice_core::schema::validate_parameters(schema, &parameters)
+                .map_err(|e| ServiceError::Conflict(format!("Error creating flow run: {e}")))?;
         }
         let mut tags = input.tags;
         for t in &d.tags {

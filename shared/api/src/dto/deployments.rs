@@ -284,6 +284,7 @@ impl DeploymentFlowRunCreate {
             work_queue_name: self.work_queue_name,
             job_variables: self.job_variables,
             empirical_policy: self.empirical_policy.unwrap_or_default(),
+            enforce_parameter_schema: self.enforce_parameter_schema,
         }
     }
 }
