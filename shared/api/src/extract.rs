@@ -53,6 +53,18 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 serde_path_to_error::Segment::Unknown => {}
             }
         }
+        // serde reports a missing field at its parent; FastAPI locates it at the field itself
+        // (`["body", "name"]`, type `missing`), and clients read the location.
+        let mut kind = "value_error";
+        if let Some(field) = e
+            .inner()
+            .to_string()
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            location.push(field.to_owned().into());
+            kind = "missing";
+        }
         let path = location
             .iter()
             .skip(1)
@@ -70,7 +82,7 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::Validation(Box::new(Invalid {
             location,
             message,
-            kind: "value_error",
+            kind,
             body: raw.clone(),
         }))
     })
@@ -94,14 +106,4 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             )
         })
     }
-}
-
-/// Parses a UUID taken from a multi-segment path.
-pub fn parse_id(raw: &str, name: &str) -> Result<uuid::Uuid, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::invalid_field(
-            vec!["path".into(), name.into()],
-            format!("Input should be a valid UUID, got {raw:?}"),
-        )
-    })
 }

@@ -83,6 +83,13 @@ impl<'a> Criteria<'a> {
             .transpose()
     }
 
+    fn int(&mut self, key: &'static str) -> Result<Option<i64>, ApiError> {
+        let path = format!("{}.{key}", self.path);
+        self.get(key)
+            .map(|v| v.as_i64().ok_or_else(|| bad(&path, "must be an integer")))
+            .transpose()
+    }
+
     fn string(&mut self, key: &'static str) -> Result<Option<String>, ApiError> {
         let path = format!("{}.{key}", self.path);
         self.get(key)
@@ -151,16 +158,20 @@ pub fn paging(body: &Value) -> Result<(usize, usize), ApiError> {
     Ok((limit, offset))
 }
 
-/// Refuses top-level keys an endpoint does not know.
+/// Refuses top-level keys an endpoint does not know. A null value is "not given" (clients
+/// send every optional filter, most as null) and passes whatever its key.
 pub fn only_keys(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
     if let Some(m) = body.as_object() {
-        for k in m.keys() {
-            if !allowed.contains(&k.as_str()) {
+        for (k, v) in m {
+            if !v.is_null() && !allowed.contains(&k.as_str()) {
                 return Err(bad(k, "is not a field of this request"));
             }
         }
     } else if !body.is_null() {
-        return Err(bad("body", "must be an object"));
+        return Err(ApiError::invalid_field(
+            vec!["body".into()],
+            "the body must be a JSON object",
+        ));
     }
     Ok(())
 }
@@ -218,6 +229,22 @@ pub fn variable_names(body: &Value) -> Result<Option<Vec<String>>, ApiError> {
     let names = c.sub("name")?.any_strings()?;
     c.finish()?;
     Ok(names)
+}
+
+/// The one block type slug a block-document query may name (`block_types.slug.any_`); the
+/// store keys documents by slug and filters on one.
+pub fn block_type_slug(body: &Value) -> Result<Option<String>, ApiError> {
+    let mut c = Criteria::new("block_types", body.get("block_types"))?;
+    let slugs = c.sub("slug")?.any_strings()?;
+    c.finish()?;
+    match slugs.as_deref() {
+        None => Ok(None),
+        Some([one]) => Ok(Some(one.clone())),
+        Some(_) => Err(bad(
+            "block_types.slug.any_",
+            "must name exactly one block type slug",
+        )),
+    }
 }
 
 pub fn worker_filter(body: &Value) -> Result<WorkerFilter, ApiError> {
@@ -427,14 +454,24 @@ pub fn log_filter(body: &Value) -> Result<LogFilter, ApiError> {
     f.task_run_ids = task.ids("any_")?;
     task.finish()?;
     let mut level = c.sub("level")?;
-    f.level_ge = level.get("ge_").and_then(Value::as_i64);
-    f.level_le = level.get("le_").and_then(Value::as_i64);
+    f.level_ge = level.int("ge_")?;
+    f.level_le = level.int("le_")?;
     level.finish()?;
     let mut time = c.sub("timestamp")?;
     f.timestamp_before = time.time("before_")?;
     f.timestamp_after = time.time("after_")?;
     time.finish()?;
     c.finish()?;
-    f.newest_first = body.get("sort").and_then(Value::as_str) == Some("TIMESTAMP_DESC");
+    f.newest_first = match body.get("sort") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "TIMESTAMP_ASC" => false,
+        Some(Value::String(s)) if s == "TIMESTAMP_DESC" => true,
+        Some(other) => {
+            return Err(bad(
+                "sort",
+                &format!("{other} is not TIMESTAMP_ASC or TIMESTAMP_DESC"),
+            ));
+        }
+    };
     Ok(f)
 }

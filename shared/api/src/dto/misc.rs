@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::domain::{BlockDocument, Id, LogEntry, Timestamp, Variable};
 
-use super::{timestamp, ts};
+use super::{nullable, timestamp, ts};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,8 +20,9 @@ pub struct VariableCreate {
 pub struct VariableUpdate {
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
-    pub value: Option<Value>,
+    /// `Some(None)` is an explicit null, which Prefect stores (null is a valid value).
+    #[serde(default, deserialize_with = "nullable")]
+    pub value: Option<Option<Value>>,
     #[serde(default)]
     pub tags: Option<Vec<String>>,
 }

@@ -20,6 +20,25 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An optional integer that also accepts an integral float (`30.0`), as pydantic's lax `int`
+/// does: Python clients send floats where settings are floats (e.g. the worker's
+/// `heartbeat_interval_seconds` from `PREFECT_WORKER_HEARTBEAT_SECONDS`).
+pub fn lax_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let raw = Option::<serde_json::Number>::deserialize(d)?;
+    match raw {
+        None => Ok(None),
+        Some(n) => n
+            .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a valid integer"))),
+    }
+}
+
 /// Timestamps in the forms Prefect's clients send (ISO-8601 or Python's space-separated str).
 pub fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
     let raw = Option::<String>::deserialize(d)?;

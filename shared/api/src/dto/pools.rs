@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::domain::{Id, Timestamp, WorkPool, WorkQueue, Worker};
 
-use super::{nullable, nullable_timestamp, timestamp, ts, ts_opt};
+use super::{lax_int, nullable, nullable_timestamp, timestamp, ts, ts_opt};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +92,10 @@ pub struct WorkQueueCreate {
     pub concurrency_limit: Option<i64>,
     #[serde(default)]
     pub priority: Option<i64>,
+    /// Prefect's deprecated 2.x queue filter. The stock client's `create_work_queue` always
+    /// sends it (as null); a non-null filter is refused, since Sluice does not apply it.
+    #[serde(default)]
+    pub filter: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +113,9 @@ pub struct WorkQueueUpdate {
     pub priority: Option<i64>,
     #[serde(default, deserialize_with = "nullable_timestamp")]
     pub last_polled: Option<Option<Timestamp>>,
+    /// As on create: accepted when null, refused otherwise.
+    #[serde(default)]
+    pub filter: Option<Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,7 +159,7 @@ impl WorkQueueResponse {
 #[serde(deny_unknown_fields)]
 pub struct WorkerHeartbeat {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lax_int")]
     pub heartbeat_interval_seconds: Option<i64>,
     /// Sent by newer clients (Cloud); accepted and ignored.
     #[serde(default)]

@@ -18,13 +18,41 @@ pub struct StateCreate {
     pub message: Option<String>,
     #[serde(default)]
     pub data: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked_state_details")]
     pub state_details: Option<JsonMap>,
     /// Older clients send the client-side timestamp; the server stamps its own time.
     #[serde(default)]
     pub timestamp: Option<Value>,
     #[serde(default)]
     pub id: Option<Value>,
+}
+
+/// The datetime fields of Prefect's `StateDetails`.
+const STATE_DETAIL_TIMES: &[&str] = &["scheduled_time", "cache_expiration", "pause_timeout"];
+
+/// `state_details` with its datetime fields parsed (in any form clients send) and rewritten in
+/// the API's one form, so a state reads back the way every other timestamp does; a value that
+/// is not a datetime is refused, as Prefect's `StateDetails` model refuses it, rather than
+/// echoed to clients that cannot parse it.
+fn checked_state_details<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<JsonMap>, D::Error> {
+    let Some(mut details) = Option::<JsonMap>::deserialize(d)? else {
+        return Ok(None);
+    };
+    for key in STATE_DETAIL_TIMES {
+        if let Some(Value::String(raw)) = details.get(*key) {
+            let t = sluice_core::time::parse_timestamp(raw).ok_or_else(|| {
+                serde::de::Error::custom(format!("state_details.{key}: invalid datetime {raw:?}"))
+            })?;
+            details.insert((*key).to_owned(), Value::String(ts(t)));
+        } else if details.get(*key).is_some_and(|v| !v.is_null()) {
+            return Err(serde::de::Error::custom(format!(
+                "state_details.{key} must be a datetime"
+            )));
+        }
+    }
+    Ok(Some(details))
 }
 
 impl StateCreate {

@@ -11,7 +11,7 @@ use crate::AppState;
 use crate::dto::deployments::{
     DeploymentCreate, DeploymentFlowRunCreate, DeploymentUpdate, deployment_json,
 };
-use crate::dto::filters::{deployment_filter, flow_filter, only_keys, paging};
+use crate::dto::filters::{deployment_filter, flow_filter, only_keys, paging, work_pool_filter};
 use crate::dto::runs::flow_run_json;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PathId};
@@ -20,10 +20,30 @@ fn invalid((location, message): (Vec<Value>, String)) -> ApiError {
     ApiError::invalid_field(location, message)
 }
 
+/// Checks Prefect makes in its pydantic models, so the answer is a request-validation error
+/// located at the field: names without `/ % & > <` (`Name`), `concurrency_limit` a
+/// `PositiveInteger` (reference, "Conventions for every endpoint"; §7.1).
+fn check_name(name: &str) -> ApiResult<()> {
+    sluice_core::domain::validate_name(name)
+        .map_err(|e| ApiError::invalid_field(vec!["body".into(), "name".into()], e.to_string()))
+}
+
+fn check_concurrency_limit(limit: Option<i64>) -> ApiResult<()> {
+    match limit {
+        Some(l) if l < 1 => Err(ApiError::invalid_field(
+            vec!["body".into(), "concurrency_limit".into()],
+            format!("concurrency_limit must be greater than 0, got {l}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn create(
     State(app): State<AppState>,
     Body(body): Body<DeploymentCreate>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_name(&body.name)?;
+    check_concurrency_limit(body.concurrency_limit)?;
     let input = body.into_input().map_err(invalid)?;
     let out = app.services.upsert_deployment(input).await?;
     let status = if out.created {
@@ -50,6 +70,16 @@ pub async fn read_by_name(
 }
 
 async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<sluice_store::DeploymentFilter> {
+    // Filters on related objects Sluice does not apply to deployments are refused, not ignored
+    // (an ignored filter answers with the wrong rows). The stock client sends them as null.
+    for key in ["flow_runs", "task_runs", "work_pool_queues"] {
+        if body.get(key).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), key.into()],
+                format!("filtering deployments by {key} is not supported"),
+            ));
+        }
+    }
     let mut filter = deployment_filter(body.get("deployments"))?;
     let flows = flow_filter(body.get("flows"))?;
     if flows.ids.is_some()
@@ -67,20 +97,33 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<sluice_store:
             .collect();
         filter.flow_ids = Some(ids);
     }
-    if let Some(pools) = body.get("work_pools").filter(|v| !v.is_null()) {
-        let names = pools
-            .get("name")
-            .and_then(|n| n.get("any_"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            });
-        filter.work_pool_names = names;
+    let pools = work_pool_filter(body)?;
+    if pools.ids.is_some() || pools.types.is_some() {
+        let names = app
+            .services
+            .store
+            .list_work_pools(&pools, None, 0)
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        filter.work_pool_names = Some(names);
+    } else {
+        filter.work_pool_names = pools.names;
     }
     Ok(filter)
+}
+
+/// Deployments are listed by name (Prefect's default `NAME_ASC`); other orders are refused.
+fn check_sort(body: &Value) -> ApiResult<()> {
+    match body.get("sort") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s == "NAME_ASC" => Ok(()),
+        Some(other) => Err(ApiError::invalid_field(
+            vec!["body".into(), "sort".into()],
+            format!("sort {other} is not supported; deployments are listed by NAME_ASC"),
+        )),
+    }
 }
 
 pub async fn filter(
@@ -94,6 +137,7 @@ pub async fn filter(
             "flows",
             "work_pools",
             "flow_runs",
+            "task_runs",
             "work_pool_queues",
             "sort",
             "limit",
@@ -101,6 +145,7 @@ pub async fn filter(
         ],
     )?;
     let (limit, offset) = paging(&body)?;
+    check_sort(&body)?;
     let filter = resolve_filter(&app, &body).await?;
     let items = app
         .services
@@ -118,6 +163,7 @@ pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiR
             "flows",
             "work_pools",
             "flow_runs",
+            "task_runs",
             "work_pool_queues",
         ],
     )?;
@@ -130,6 +176,7 @@ pub async fn update(
     PathId(id): PathId,
     Body(body): Body<DeploymentUpdate>,
 ) -> ApiResult<StatusCode> {
+    check_concurrency_limit(body.concurrency_limit.flatten())?;
     let patch = body.into_patch().map_err(invalid)?;
     app.services.update_deployment(id, patch).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -175,7 +222,7 @@ pub struct RunnerPoll {
     #[serde(default, deserialize_with = "crate::dto::timestamp")]
     scheduled_before: Option<sluice_core::domain::Timestamp>,
     #[serde(default)]
-    limit: Option<usize>,
+    limit: Option<i64>,
 }
 
 /// The Runner's poll (`flow.serve`): SCHEDULED runs of the given deployments by time; marks
@@ -191,7 +238,17 @@ pub async fn scheduled_runs(
         exclude_in_process_retries: true,
         ..Default::default()
     };
-    let limit = body.limit.unwrap_or(200).min(200);
+    // Prefect's `LimitBody`: at most 200; anything outside 0..200 is a 422.
+    let limit = match body.limit {
+        None => 200,
+        Some(l) if (0..=200).contains(&l) => l as usize,
+        Some(l) => {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), "limit".into()],
+                format!("limit must be between 0 and 200, got {l}"),
+            ));
+        }
+    };
     let runs = app
         .services
         .store

@@ -1,6 +1,9 @@
 //! `/flow_runs/...` and `/flow_run_states/`.
 
+use std::collections::HashMap;
+
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -227,16 +230,23 @@ pub async fn set_state(
     ))
 }
 
-#[derive(serde::Deserialize)]
-pub struct StatesQuery {
-    flow_run_id: String,
-}
-
+/// `GET /flow_run_states/?flow_run_id=...`: a required UUID query parameter. A missing or
+/// malformed one is FastAPI's 422 located at `["query", "flow_run_id"]`.
 pub async fn states(
     State(app): State<AppState>,
-    Query(q): Query<StatesQuery>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let id: Id = crate::extract::parse_id(&q.flow_run_id, "flow_run_id")?;
+    let location = || vec![Value::from("query"), Value::from("flow_run_id")];
+    let raw = query
+        .ok()
+        .and_then(|Query(mut q)| q.remove("flow_run_id"))
+        .ok_or_else(|| ApiError::invalid_field(location(), "Field required: flow_run_id"))?;
+    let id: Id = raw.parse().map_err(|_| {
+        ApiError::invalid_field(
+            location(),
+            format!("Input should be a valid UUID, got {raw:?}"),
+        )
+    })?;
     let states = app.services.store.read_flow_run_states(id).await?;
     Ok(Json(states.iter().map(|s| state_json(s, id)).collect()))
 }

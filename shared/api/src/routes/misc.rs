@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sluice_core::domain::{BlockDocument, LogEntry, Variable, validate_variable_name};
 
 use crate::AppState;
-use crate::dto::filters::{log_filter, only_keys, paging, variable_names};
+use crate::dto::filters::{block_type_slug, log_filter, only_keys, paging, variable_names};
 use crate::dto::misc::{
     BlockDocumentCreate, BlockDocumentUpdate, LogCreate, VariableCreate, VariableUpdate,
     block_json, log_json, variable_json,
@@ -26,8 +26,13 @@ pub async fn version() -> Json<&'static str> {
     Json(API_VERSION)
 }
 
-pub async fn admin_version() -> Json<String> {
-    Json(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+/// The Prefect release whose server behaviour Sluice matches. Prefect's flow engine reads
+/// `/admin/version`, parses it as a version and refuses a server of another major version, so
+/// this must be a Prefect version, not Sluice's own.
+pub const PREFECT_COMPATIBLE_VERSION: &str = "3.9.1";
+
+pub async fn admin_version() -> Json<&'static str> {
+    Json(PREFECT_COMPATIBLE_VERSION)
 }
 
 pub async fn hello() -> Json<&'static str> {
@@ -135,6 +140,7 @@ async fn apply_variable_update(
         v.name = name;
     }
     if let Some(value) = body.value {
+        let value = value.unwrap_or(Value::Null);
         check_variable_value(&value)?;
         v.value = value;
     }
@@ -189,6 +195,18 @@ pub async fn filter_variables(
 ) -> ApiResult<Json<Vec<Value>>> {
     only_keys(&body, &["variables", "sort", "limit", "offset"])?;
     let (limit, offset) = paging(&body)?;
+    // Variables are listed by name (Prefect's default `NAME_ASC`); other orders are refused
+    // rather than ignored.
+    match body.get("sort") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "NAME_ASC" => {}
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), "sort".into()],
+                format!("sort {other} is not supported; variables are listed by NAME_ASC"),
+            ));
+        }
+    }
     let names = variable_names(&body)?;
     let vars = app
         .services
@@ -331,12 +349,15 @@ pub async fn filter_blocks(
     State(app): State<AppState>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Vec<Value>>> {
+    // `block_schema_type` is what the stock client's `read_block_documents` sends; Prefect's
+    // server has no such parameter and ignores it, and so does Sluice.
     only_keys(
         &body,
         &[
             "block_documents",
             "block_types",
             "block_schemas",
+            "block_schema_type",
             "include_secrets",
             "sort",
             "limit",
@@ -344,14 +365,15 @@ pub async fn filter_blocks(
         ],
     )?;
     let (limit, offset) = paging(&body)?;
-    let slug = body
-        .get("block_types")
-        .and_then(|t| t.get("slug"))
-        .and_then(|s| s.get("any_"))
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    for key in ["block_documents", "block_schemas"] {
+        if body.get(key).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), key.into()],
+                format!("filtering block documents by {key} is not supported"),
+            ));
+        }
+    }
+    let slug = block_type_slug(&body)?;
     let blocks = app
         .services
         .store

@@ -151,12 +151,22 @@ pub fn routes() -> Router<AppState> {
         .route("/logs", post(misc::create_logs))
         .route("/logs/filter", post(misc::filter_logs))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         axum::Json(serde_json::json!({ "detail": "Not Found" })),
+    )
+        .into_response()
+}
+
+/// A known path with a method it does not serve: FastAPI's 405 with a `detail` body.
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({ "detail": "Method Not Allowed" })),
     )
         .into_response()
 }

@@ -18,10 +18,67 @@ use crate::dto::runs::flow_run_json;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Body;
 
+// Prefect checks these in its pydantic action models (`WorkPoolCreate`, `WorkQueueCreate`, ...),
+// so a bad value is a request-validation error located at the field, not a `detail` answer
+// (reference, "Conventions for every endpoint"). The services check them again.
+
+fn field_error(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid_field(vec!["body".into(), field.into()], message)
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    sluice_core::domain::validate_name(name).map_err(|e| field_error("name", e.to_string()))
+}
+
+fn check_non_negative(field: &str, value: Option<i64>) -> ApiResult<()> {
+    match value {
+        Some(v) if v < 0 => Err(field_error(
+            field,
+            format!("{field} must be greater than or equal to 0, got {v}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_priority(value: Option<i64>) -> ApiResult<()> {
+    match value {
+        Some(v) if v < 1 => Err(field_error(
+            "priority",
+            format!("priority must be greater than or equal to 1, got {v}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The deprecated 2.x queue `filter`: clients send null; a real one would be silently ignored.
+fn check_no_queue_filter(filter: Option<&Value>) -> ApiResult<()> {
+    match filter {
+        Some(_) => Err(field_error(
+            "filter",
+            "work queue filters (deprecated in Prefect 2) are not supported",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The structural template check Prefect's `validate_base_job_template` field validator makes;
+/// the create-only check of defaults stays in the service (an `HTTPException` in Prefect).
+fn check_template(template: Option<&Value>) -> ApiResult<()> {
+    match template {
+        Some(t) => sluice_core::schema::validate_base_job_template(t, false)
+            .map(|_| ())
+            .map_err(|e| field_error("base_job_template", e.to_string())),
+        None => Ok(()),
+    }
+}
+
 pub async fn create(
     State(app): State<AppState>,
     Body(body): Body<WorkPoolCreate>,
 ) -> ApiResult<(StatusCode, Json<WorkPoolResponse>)> {
+    check_name(&body.name)?;
+    check_non_negative("concurrency_limit", body.concurrency_limit)?;
+    check_template(body.base_job_template.as_ref())?;
     let (pool, warnings) = app
         .services
         .create_work_pool(WorkPoolInput {
@@ -77,6 +134,8 @@ pub async fn update(
     Path(name): Path<String>,
     Body(body): Body<WorkPoolUpdate>,
 ) -> ApiResult<StatusCode> {
+    check_non_negative("concurrency_limit", body.concurrency_limit.flatten())?;
+    check_template(body.base_job_template.as_ref())?;
     let warnings = app
         .services
         .update_work_pool(
@@ -154,6 +213,10 @@ pub async fn create_queue(
     Path(pool): Path<String>,
     Body(body): Body<WorkQueueCreate>,
 ) -> ApiResult<(StatusCode, Json<WorkQueueResponse>)> {
+    check_name(&body.name)?;
+    check_non_negative("concurrency_limit", body.concurrency_limit)?;
+    check_priority(body.priority)?;
+    check_no_queue_filter(body.filter.as_ref())?;
     let queue = app
         .services
         .create_work_queue(
@@ -216,6 +279,12 @@ pub async fn update_queue(
     Path((pool, queue)): Path<(String, String)>,
     Body(body): Body<WorkQueueUpdate>,
 ) -> ApiResult<StatusCode> {
+    if let Some(name) = &body.name {
+        check_name(name)?;
+    }
+    check_non_negative("concurrency_limit", body.concurrency_limit.flatten())?;
+    check_priority(body.priority)?;
+    check_no_queue_filter(body.filter.as_ref())?;
     app.services
         .update_work_queue(
             &pool,
