@@ -269,3 +269,49 @@ async fn parameters_are_checked_against_an_enforced_schema() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn deployments_survive_the_deletion_of_their_queue_or_pool() {
+    let app = TestApp::new();
+    app.post("/work_pools/", json!({"name": "p5", "type": "process"}))
+        .await;
+    let (_, flow) = app.post("/flows/", json!({"name": "f5"})).await;
+    let (_, dep) = app
+        .post(
+            "/deployments/",
+            json!({"flow_id": flow["id"], "name": "d", "work_pool_name": "p5", "work_queue_name": "q"}),
+        )
+        .await;
+    let path = format!(
+        "/deployments/{}/create_flow_run",
+        dep["id"].as_str().expect("id")
+    );
+    let (s, _) = app
+        .call(axum::http::Method::DELETE, "/work_pools/p5/queues/q", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, run) = app.post(&path, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{run}");
+    assert_eq!(
+        run["work_queue_name"], "q",
+        "the queue is recreated by name"
+    );
+    let (s, _) = app.get("/work_pools/p5/queues/q").await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, _) = app
+        .call(axum::http::Method::DELETE, "/work_pools/p5", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, d) = app
+        .get(&format!("/deployments/{}", dep["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(d["work_pool_name"], Value::Null);
+    let (s, run) = app.post(&path, json!({})).await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "a deployment without a pool still makes runs: {run}"
+    );
+    assert_eq!(run["work_pool_name"], Value::Null);
+}

@@ -438,7 +438,14 @@ impl Services {
                 self.resolve_queue(Some(pool), Some(&q)).await?;
                 Some(q)
             }
-            None => d.work_queue_name.clone(),
+            None => {
+                // The deployment's queue may have been deleted since; like a deploy, a run
+                // recreates it by name rather than failing or silently changing its route.
+                if let (Some(pool), Some(q)) = (&d.work_pool_name, &d.work_queue_name) {
+                    self.resolve_queue(Some(pool), Some(q)).await?;
+                }
+                d.work_queue_name.clone()
+            }
         };
         let now = self.now();
         let state = input

@@ -55,7 +55,9 @@ pub trait PoolStore: Send + Sync {
         to: PoolStatus,
     ) -> Result<bool>;
     /// Deletes the pool with its queues and workers. Deployments and runs that pointed at its
-    /// queues keep their names and lose the ids. `Ok(false)` when there was no such pool.
+    /// queues keep their queue names and lose the ids; deployments also lose the pool name
+    /// (they no longer have a pool), runs keep it as history. `Ok(false)` when there was no
+    /// such pool.
     async fn delete_work_pool(&self, id: Id) -> Result<bool>;
 
     /// `Conflict` if the pool already has a queue of that name.

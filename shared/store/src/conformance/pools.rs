@@ -210,7 +210,10 @@ pub async fn work_pool_delete_cascades<S: Store>(store: Arc<S>) {
         .expect("deployment stays");
     assert_eq!(d.work_queue_id, None);
     assert_eq!(d.work_queue_name.as_deref(), Some("extra"));
-    assert_eq!(d.work_pool_name.as_deref(), Some("alpha"));
+    assert_eq!(
+        d.work_pool_name, None,
+        "a deployment whose pool is gone has no pool"
+    );
     let r = store
         .read_flow_run(r.id)
         .await

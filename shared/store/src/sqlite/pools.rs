@@ -265,6 +265,14 @@ impl PoolStore for SqliteStore {
                 [id_text(id)],
             )
             .db()?;
+            // A deployment reaches its pool through its queue; with both gone it has no pool
+            // (Prefect's derived `work_pool_name` becomes null the same way).
+            conn.execute(
+                "UPDATE deployment SET work_pool_name = NULL \
+                 WHERE work_pool_name = (SELECT name FROM work_pool WHERE id = ?1)",
+                [id_text(id)],
+            )
+            .db()?;
             // Queues and workers go with the pool (ON DELETE CASCADE).
             let n = conn
                 .execute("DELETE FROM work_pool WHERE id = ?1", [id_text(id)])
