@@ -1,6 +1,9 @@
 //! A typed client for the API, used by the CLI (and later the worker). It speaks HTTP only, so
 //! it works the same against `sluice server`, the Lambda-hosted API or a Prefect server.
 
+pub mod resources;
+pub mod runs;
+
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,1 @@
+//! Typed calls for the CLI resource verbs: pools, queues, workers, deployments, flow runs, variables.

@@ -1,0 +1,1 @@
+//! Typed calls the worker makes: heartbeat, poll, claim and report states, logs.

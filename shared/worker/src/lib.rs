@@ -1,0 +1,1 @@
+//! The pull worker (to be written).
