@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sluice_tests::{T0, TestApp, assert_detail, assert_invalid, keys, sorted};
 
 const POOL_FIELDS: &[&str] = &[
+    "active_slots",
     "id",
     "created",
     "updated",
@@ -23,6 +24,7 @@ const POOL_FIELDS: &[&str] = &[
 ];
 
 const QUEUE_FIELDS: &[&str] = &[
+    "active_slots",
     "id",
     "created",
     "updated",

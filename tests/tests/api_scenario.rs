@@ -315,3 +315,51 @@ async fn deployments_survive_the_deletion_of_their_queue_or_pool() {
     );
     assert_eq!(run["work_pool_name"], Value::Null);
 }
+
+#[tokio::test]
+async fn active_slots_count_claimed_runs_when_a_limit_is_set() {
+    let app = TestApp::new();
+    let (_, pool) = app
+        .post("/work_pools/", json!({"name": "p6", "type": "process"}))
+        .await;
+    assert_eq!(pool["active_slots"], Value::Null, "no limit, no count");
+    app.call(
+        axum::http::Method::PATCH,
+        "/work_pools/p6",
+        Some(json!({"concurrency_limit": 2})),
+    )
+    .await;
+    app.call(
+        axum::http::Method::PATCH,
+        "/work_pools/p6/queues/default",
+        Some(json!({"concurrency_limit": 5})),
+    )
+    .await;
+    let (_, flow) = app.post("/flows/", json!({"name": "f6"})).await;
+    let (_, dep) = app
+        .post(
+            "/deployments/",
+            json!({"flow_id": flow["id"], "name": "d", "work_pool_name": "p6"}),
+        )
+        .await;
+    let path = format!(
+        "/deployments/{}/create_flow_run",
+        dep["id"].as_str().expect("id")
+    );
+    let (_, run) = app.post(&path, json!({})).await;
+    app.post(&path, json!({})).await;
+    let id = run["id"].as_str().expect("id");
+    let (_, out) = app
+        .post(
+            &format!("/flow_runs/{id}/set_state"),
+            json!({"state": {"type": "PENDING"}}),
+        )
+        .await;
+    assert_eq!(out["status"], "ACCEPT");
+    let (_, pool) = app.get("/work_pools/p6").await;
+    assert_eq!(pool["active_slots"], 1);
+    let (_, queue) = app.get("/work_pools/p6/queues/default").await;
+    assert_eq!(queue["active_slots"], 1);
+    let (_, pools) = app.post("/work_pools/filter", json!({})).await;
+    assert_eq!(pools[0]["active_slots"], 1);
+}

@@ -54,6 +54,8 @@ pub struct WorkPoolResponse {
     pub status: Option<&'static str>,
     pub default_queue_id: Option<Id>,
     pub storage_configuration: Value,
+    /// Runs in PENDING or RUNNING when the pool has a concurrency limit, else null.
+    pub active_slots: Option<usize>,
     /// Sluice extra: template warnings (declared variables the job configuration never uses),
     /// present only on create/update answers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -75,6 +77,7 @@ impl From<WorkPool> for WorkPoolResponse {
             status: p.status.map(|s| s.as_str()),
             default_queue_id: p.default_queue_id,
             storage_configuration: p.storage_configuration,
+            active_slots: None,
             warnings: Vec::new(),
         }
     }
@@ -133,6 +136,8 @@ pub struct WorkQueueResponse {
     pub filter: Option<Value>,
     pub last_polled: Option<String>,
     pub status: &'static str,
+    /// Runs in PENDING, RUNNING or CANCELLING when the queue has a concurrency limit.
+    pub active_slots: Option<usize>,
 }
 
 impl WorkQueueResponse {
@@ -151,6 +156,7 @@ impl WorkQueueResponse {
             filter: None,
             last_polled: ts_opt(q.last_polled),
             status: q.status.as_str(),
+            active_slots: None,
         }
     }
 }

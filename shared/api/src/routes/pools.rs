@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
+use sluice_core::domain::{StateType, WorkPool, WorkQueue};
 use sluice_services::{PoolPatch, QueuePatch, ScheduledRunsQuery, WorkPoolInput, WorkQueueInput};
+use sluice_store::FlowRunFilter;
 
 use crate::AppState;
 use crate::dto::filters::{
@@ -94,7 +96,7 @@ pub async fn create(
     for w in &warnings {
         tracing::warn!(work_pool = %pool.name, warning = %w, "base job template");
     }
-    let mut out = WorkPoolResponse::from(pool);
+    let mut out = pool_response(&app, pool).await?;
     out.warnings = warnings;
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -103,7 +105,52 @@ pub async fn read(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<WorkPoolResponse>> {
-    Ok(Json(app.services.read_work_pool(&name).await?.into()))
+    let pool = app.services.read_work_pool(&name).await?;
+    Ok(Json(pool_response(&app, pool).await?))
+}
+
+/// A pool's answer with `active_slots`, which needs a count only when a limit is set.
+async fn pool_response(app: &AppState, pool: WorkPool) -> ApiResult<WorkPoolResponse> {
+    let slots = match pool.concurrency_limit {
+        Some(_) => {
+            let filter = FlowRunFilter {
+                work_pool_ids: Some(vec![pool.id]),
+                state_types: Some(vec![StateType::Pending, StateType::Running]),
+                ..Default::default()
+            };
+            Some(app.services.store.count_flow_runs(&filter).await?)
+        }
+        None => None,
+    };
+    let mut out = WorkPoolResponse::from(pool);
+    out.active_slots = slots;
+    Ok(out)
+}
+
+/// A queue's answer with `active_slots` (Prefect counts CANCELLING here too).
+async fn queue_response(
+    app: &AppState,
+    queue: WorkQueue,
+    pool_name: String,
+) -> ApiResult<WorkQueueResponse> {
+    let slots = match queue.concurrency_limit {
+        Some(_) => {
+            let filter = FlowRunFilter {
+                work_queue_ids: Some(vec![queue.id]),
+                state_types: Some(vec![
+                    StateType::Pending,
+                    StateType::Running,
+                    StateType::Cancelling,
+                ]),
+                ..Default::default()
+            };
+            Some(app.services.store.count_flow_runs(&filter).await?)
+        }
+        None => None,
+    };
+    let mut out = WorkQueueResponse::new(queue, Some(pool_name));
+    out.active_slots = slots;
+    Ok(out)
 }
 
 pub async fn filter(
@@ -118,9 +165,11 @@ pub async fn filter(
         .store
         .list_work_pools(&filter, Some(limit), offset)
         .await?;
-    Ok(Json(
-        pools.into_iter().map(WorkPoolResponse::from).collect(),
-    ))
+    let mut out = Vec::with_capacity(pools.len());
+    for pool in pools {
+        out.push(pool_response(&app, pool).await?);
+    }
+    Ok(Json(out))
 }
 
 pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
@@ -232,7 +281,7 @@ pub async fn create_queue(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(WorkQueueResponse::new(queue, Some(pool))),
+        Json(queue_response(&app, queue, pool).await?),
     ))
 }
 
@@ -241,7 +290,7 @@ pub async fn read_queue(
     Path((pool, queue)): Path<(String, String)>,
 ) -> ApiResult<Json<WorkQueueResponse>> {
     let (pool, queue) = app.services.read_work_queue(&pool, &queue).await?;
-    Ok(Json(WorkQueueResponse::new(queue, Some(pool.name))))
+    Ok(Json(queue_response(&app, queue, pool.name).await?))
 }
 
 pub async fn filter_queues(
@@ -258,7 +307,7 @@ pub async fn filter_queues(
     } = queue_filter(&body)?;
     let pool = app.services.read_work_pool(&pool).await?;
     let queues = app.services.store.list_work_queues(pool.id).await?;
-    let out = queues
+    let picked: Vec<WorkQueue> = queues
         .into_iter()
         .filter(|q| names.as_ref().is_none_or(|n| n.contains(&q.name)))
         .filter(|q| {
@@ -269,8 +318,11 @@ pub async fn filter_queues(
         .filter(|q| ids.as_ref().is_none_or(|i| i.contains(&q.id)))
         .skip(offset)
         .take(limit)
-        .map(|q| WorkQueueResponse::new(q, Some(pool.name.clone())))
         .collect();
+    let mut out = Vec::with_capacity(picked.len());
+    for q in picked {
+        out.push(queue_response(&app, q, pool.name.clone()).await?);
+    }
     Ok(Json(out))
 }
 
