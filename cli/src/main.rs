@@ -1,7 +1,9 @@
 //! The `sluice` command. Thin: parse arguments, set up logging, call the libraries.
 
+mod commands;
 mod render;
 mod server;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +33,48 @@ enum Command {
         #[command(subcommand)]
         command: render::JobTemplateCommand,
     },
+    /// Work pools: create, ls, inspect, update, pause, resume, delete, preview.
+    WorkPool {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::pools::WorkPoolCommand,
+    },
+    /// A work pool's queues.
+    WorkQueue {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::queues::WorkQueueCommand,
+    },
+    /// Workers of a pool.
+    Worker {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::workers::WorkerCommand,
+    },
+    /// Deployments (named FLOW/DEPLOYMENT): ls, inspect, run, pause, resume, delete.
+    Deployment {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::deployments::DeploymentCommand,
+    },
+    /// Flow runs: ls, inspect, cancel, logs, delete.
+    FlowRun {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::flow_runs::FlowRunCommand,
+    },
+    /// Variables: set, get, ls, unset.
+    Variable {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::variables::VariableCommand,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -47,7 +91,19 @@ fn init_tracing(format: &str) {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other failure (clap's own default is 2), so scripts
+    // check one code; --help and --version still exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                std::process::ExitCode::FAILURE
+            } else {
+                std::process::ExitCode::SUCCESS
+            };
+        }
+    };
     init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,6 +119,22 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server { command } => server::run(command).await,
             Command::JobTemplate { command } => render::run(command).await,
+            Command::WorkPool { api, command } => {
+                commands::pools::run(&api.context()?, command).await
+            }
+            Command::WorkQueue { api, command } => {
+                commands::queues::run(&api.context()?, command).await
+            }
+            Command::Worker { api, command } => commands::workers::run(&api, command).await,
+            Command::Deployment { api, command } => {
+                commands::deployments::run(&api.context()?, command).await
+            }
+            Command::FlowRun { api, command } => {
+                commands::flow_runs::run(&api.context()?, command).await
+            }
+            Command::Variable { api, command } => {
+                commands::variables::run(&api.context()?, command).await
+            }
         }
     });
     match result {

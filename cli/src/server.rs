@@ -55,7 +55,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     });
     let signals = async move {
-        shutdown_signal().await;
+        crate::signals::shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
@@ -65,28 +65,4 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         .await
         .context("the background services panicked")?;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -1,14 +1,14 @@
 //! The real `sluice` binary: template rendering, and the server's lifecycle end to end
 //! (listen, serve, resolve references for the renderer, stop cleanly on SIGTERM).
 
+mod common;
+
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{SLUICE, Server};
 use serde_json::{Value, json};
-
-const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
 fn write_temp(dir: &tempfile::TempDir, name: &str, value: &Value) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -92,61 +92,6 @@ fn render_refuses_malformed_input_with_a_clear_message() {
     let (ok, _, err) = render(&["/no/such/template.json"]);
     assert!(!ok);
     assert!(err.contains("cannot read /no/such/template.json"), "{err}");
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(SLUICE)
-            .args(["server", "start", "--port", &port.to_string(), "--db"])
-            .arg(dir.path().join("sluice.db"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sluice server");
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}/api"),
-            _dir: dir,
-        }
-    }
-
-    /// SIGTERM, then the exit status (within ten seconds).
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop within 10 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 #[tokio::test]
