@@ -75,6 +75,20 @@ enum Command {
         #[command(subcommand)]
         command: commands::variables::VariableCommand,
     },
+    /// Create or update deployments from a prefect.yaml.
+    Deploy {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(flatten)]
+        args: commands::deploy::DeployArgs,
+    },
+    /// Migrate Prefect 2.x infrastructure blocks and agent-era deployment files.
+    Migrate {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(subcommand)]
+        command: commands::migrate::MigrateCommand,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -135,6 +149,8 @@ fn main() -> std::process::ExitCode {
             Command::Variable { api, command } => {
                 commands::variables::run(&api.context()?, command).await
             }
+            Command::Deploy { api, args } => commands::deploy::run(&api, args).await,
+            Command::Migrate { api, command } => commands::migrate::run(&api, command).await,
         }
     });
     match result {

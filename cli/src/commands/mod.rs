@@ -2,8 +2,10 @@
 //! each talks to the API through `sluice_client`, prints a table or the API's JSON, and turns
 //! failures into one line naming what failed (main prints it as `error: ...`, exit code 1).
 
+pub mod deploy;
 pub mod deployments;
 pub mod flow_runs;
+pub mod migrate;
 pub mod pools;
 pub mod queues;
 pub mod variables;

@@ -1,6 +1,7 @@
 //! A typed client for the API, used by the CLI (and later the worker). It speaks HTTP only, so
 //! it works the same against `sluice server`, the Lambda-hosted API or a Prefect server.
 
+pub mod deploy;
 pub mod resources;
 pub mod runs;
 
