@@ -82,6 +82,13 @@ enum Command {
         #[command(flatten)]
         args: commands::deploy::DeployArgs,
     },
+    /// Serve a deployment without a work pool: run its scheduled runs as local processes.
+    Serve {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(flatten)]
+        args: commands::serve::ServeArgs,
+    },
     /// Migrate Prefect 2.x infrastructure blocks and agent-era deployment files.
     Migrate {
         #[command(flatten)]
@@ -150,6 +157,7 @@ fn main() -> std::process::ExitCode {
                 commands::variables::run(&api.context()?, command).await
             }
             Command::Deploy { api, args } => commands::deploy::run(&api, args).await,
+            Command::Serve { api, args } => commands::serve::run(&api, args).await,
             Command::Migrate { api, command } => commands::migrate::run(&api, command).await,
         }
     });

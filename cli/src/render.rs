@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::Value;
 use sluice_core::domain::JsonMap;
-use sluice_core::{job_config, schema, templating};
+use sluice_core::templating::PrefetchedData;
+use sluice_core::{job_config, schema};
 
 #[derive(Subcommand)]
 pub enum JobTemplateCommand {
@@ -65,8 +66,12 @@ pub async fn run(command: JobTemplateCommand) -> anyhow::Result<()> {
     }
 
     let data = match api_url {
-        Some(url) => fetch_data(&url, &template_value, &values).await?,
-        None => Fetched::default(),
+        Some(url) => {
+            sluice_client::Client::new(&url)
+                .template_data(&job_config::data_references(&template_value, &values))
+                .await?
+        }
+        None => PrefetchedData::default(),
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     let env_lookup = |name: &str| env.get(name).cloned();
@@ -80,54 +85,4 @@ pub async fn run(command: JobTemplateCommand) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
-}
-
-/// Variables and blocks fetched from a server before rendering (the renderer itself is pure).
-#[derive(Default)]
-struct Fetched {
-    variables: HashMap<String, Value>,
-    blocks_by_name: HashMap<(String, String), Value>,
-    blocks_by_id: HashMap<String, Value>,
-}
-
-impl templating::TemplateData for Fetched {
-    fn block_by_id(&self, id: &str) -> Option<Value> {
-        self.blocks_by_id.get(id).cloned()
-    }
-
-    fn block_by_name(&self, slug: &str, name: &str) -> Option<Value> {
-        self.blocks_by_name
-            .get(&(slug.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    fn variable(&self, name: &str) -> Option<Value> {
-        self.variables.get(name).cloned()
-    }
-}
-
-async fn fetch_data(url: &str, template: &Value, values: &JsonMap) -> anyhow::Result<Fetched> {
-    let client = sluice_client::Client::new(url);
-    let everything = serde_json::json!([template, values]);
-    let mut out = Fetched::default();
-    for reference in templating::find_block_references(&everything) {
-        match reference {
-            templating::BlockRef::ById(id) => {
-                if let Some(data) = client.block_by_id(&id).await? {
-                    out.blocks_by_id.insert(id, data);
-                }
-            }
-            templating::BlockRef::ByName { slug, name } => {
-                if let Some(data) = client.block_by_name(&slug, &name).await? {
-                    out.blocks_by_name.insert((slug, name), data);
-                }
-            }
-        }
-    }
-    for name in templating::find_variable_references(&everything) {
-        if let Some(v) = client.variable(&name).await? {
-            out.variables.insert(name, v);
-        }
-    }
-    Ok(out)
 }

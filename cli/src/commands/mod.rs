@@ -8,6 +8,7 @@ pub mod flow_runs;
 pub mod migrate;
 pub mod pools;
 pub mod queues;
+pub mod serve;
 pub mod variables;
 pub mod worker;
 pub mod workers;

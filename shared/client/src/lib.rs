@@ -4,6 +4,8 @@
 pub mod deploy;
 pub mod resources;
 pub mod runs;
+pub mod serve;
+pub mod templates;
 
 use serde_json::Value;
 

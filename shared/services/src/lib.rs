@@ -26,7 +26,6 @@ pub use pools::{
     PoolPatch, QueuePatch, ScheduledRunItem, ScheduledRunsQuery, WorkPoolInput, WorkQueueInput,
 };
 pub use runs::{FlowRunInput, FlowRunPatch, SetStateResult};
-pub use templates::render_for_run;
 
 use std::sync::Arc;
 

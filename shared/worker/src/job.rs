@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_client::Client;
 use sluice_core::job_config::{
-    build_job_configuration, finalize_base_fields, merge_deployment_and_run_variables,
+    build_job_configuration, data_references, finalize_base_fields,
+    merge_deployment_and_run_variables,
 };
-use sluice_core::templating::NoData;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -50,6 +50,18 @@ pub(crate) struct JobContext {
     pub pool: String,
     pub worker_name: String,
     pub grace: Duration,
+    /// Set for the runner (`sluice serve`): every run executes this command, with no work
+    /// pool, job template or pull steps involved.
+    pub local: Option<LocalJob>,
+}
+
+/// The runner's one job definition (`sluice serve --command`).
+pub(crate) struct LocalJob {
+    pub command: String,
+    /// Added over the process environment and the Prefect/Sluice variables.
+    pub env: BTreeMap<String, String>,
+    /// `None`: a fresh temporary directory per run.
+    pub working_dir: Option<PathBuf>,
 }
 
 const LOGGER_NAME: &str = "sluice.worker.process";
@@ -172,6 +184,9 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
     let failed =
         |e: String| Prep::Failed(format!("Failed to submit flow run to infrastructure: {e}"));
     let client = &ctx.client;
+    if let Some(local) = &ctx.local {
+        return prepare_local(ctx, id, run, local).await;
+    }
     let pool = client
         .read_work_pool(&ctx.pool)
         .await
@@ -198,34 +213,19 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
         &as_map(run.get("job_variables")),
     );
     let worker_env: BTreeMap<String, String> = std::env::vars().collect();
-    let config = build_job_configuration(&template, &variables, &worker_env, &NoData)
+    // `{{ prefect.variables.* }}` and `{{ prefect.blocks.* }}` in the template or the job
+    // variables are resolved from the API, as Prefect's workers do.
+    let data = client
+        .template_data(&data_references(&template, &variables))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let config = build_job_configuration(&template, &variables, &worker_env, &data)
         .map_err(|e| failed(e.to_string()))?;
     let config = finalize_base_fields(config);
 
     // Worker environment < Prefect/Sluice variables < configured env (which wins; null unsets).
     let mut env = worker_env;
-    let flow_id = run
-        .get("flow_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let mut attribution = vec![
-        ("PREFECT_API_URL", ctx.api_url.clone()),
-        ("SLUICE_API_URL", ctx.api_url.clone()),
-        ("PREFECT__FLOW_RUN_ID", id.to_owned()),
-        ("SLUICE_FLOW_RUN_ID", id.to_owned()),
-        ("PREFECT__WORKER_NAME", ctx.worker_name.clone()),
-        ("PREFECT__FLOW_ID", flow_id.to_owned()),
-    ];
-    if let Some(key) = &ctx.api_key {
-        attribution.push(("PREFECT_API_KEY", key.clone()));
-    }
-    if let Some(dep_id) = deployment.get("id").and_then(Value::as_str) {
-        attribution.push(("PREFECT__DEPLOYMENT_ID", dep_id.to_owned()));
-    }
-    if let Some(name) = deployment.get("name").and_then(Value::as_str) {
-        attribution.push(("PREFECT__DEPLOYMENT_NAME", name.to_owned()));
-    }
-    for (k, v) in attribution {
+    for (k, v) in attribution(ctx, id, run, &deployment) {
         env.insert(k.to_owned(), v);
     }
     let mut removed_env = Vec::new();
@@ -280,6 +280,89 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
         removed_env,
         working_dir,
         stream_output,
+        _temp_dir: temp_dir,
+    })
+}
+
+/// The variables every job gets: API URL (and key), run, flow and deployment ids.
+fn attribution(
+    ctx: &JobContext,
+    id: &str,
+    run: &Value,
+    deployment: &Value,
+) -> Vec<(&'static str, String)> {
+    let flow_id = run
+        .get("flow_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut attribution = vec![
+        ("PREFECT_API_URL", ctx.api_url.clone()),
+        ("SLUICE_API_URL", ctx.api_url.clone()),
+        ("PREFECT__FLOW_RUN_ID", id.to_owned()),
+        ("SLUICE_FLOW_RUN_ID", id.to_owned()),
+        // Plain commands (not Prefect's engine) get the run's parameters as one JSON object.
+        (
+            "SLUICE_PARAMETERS",
+            run.get("parameters")
+                .map_or_else(|| "{}".to_owned(), Value::to_string),
+        ),
+        ("PREFECT__WORKER_NAME", ctx.worker_name.clone()),
+        ("PREFECT__FLOW_ID", flow_id.to_owned()),
+    ];
+    if let Some(key) = &ctx.api_key {
+        attribution.push(("PREFECT_API_KEY", key.clone()));
+    }
+    if let Some(dep_id) = deployment.get("id").and_then(Value::as_str) {
+        attribution.push(("PREFECT__DEPLOYMENT_ID", dep_id.to_owned()));
+    }
+    if let Some(name) = deployment.get("name").and_then(Value::as_str) {
+        attribution.push(("PREFECT__DEPLOYMENT_NAME", name.to_owned()));
+    }
+    attribution
+}
+
+/// The runner's preparation: the served command in the process environment plus the
+/// attribution variables and `--env` pairs; no template, no pull steps.
+async fn prepare_local(
+    ctx: &JobContext,
+    id: &str,
+    run: &Value,
+    local: &LocalJob,
+) -> Result<Prepared, Prep> {
+    let failed =
+        |e: String| Prep::Failed(format!("Failed to submit flow run to infrastructure: {e}"));
+    let mut deployment = Value::Null;
+    if let Some(dep_id) = run.get("deployment_id").and_then(Value::as_str) {
+        deployment = ctx
+            .client
+            .read_deployment(dep_id)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .ok_or_else(|| {
+                Prep::DeploymentGone(format!("Deployment {dep_id} no longer exists."))
+            })?;
+    }
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    for (k, v) in attribution(ctx, id, run, &deployment) {
+        env.insert(k.to_owned(), v);
+    }
+    env.extend(local.env.clone());
+    let (working_dir, temp_dir) = match &local.working_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("sluice-run-")
+                .tempdir()
+                .map_err(|e| failed(format!("cannot create a working directory: {e}")))?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    Ok(Prepared {
+        command: local.command.clone(),
+        env,
+        removed_env: Vec::new(),
+        working_dir,
+        stream_output: true,
         _temp_dir: temp_dir,
     })
 }

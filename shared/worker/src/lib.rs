@@ -150,8 +150,10 @@ pub async fn run(
         pool: opts.pool.clone(),
         worker_name,
         grace: Duration::from_secs(opts.grace_seconds),
+        local: None,
     });
-    let result = serve(&opts, &ctx, shutdown).await;
+    let fetch = Fetch::Pool;
+    let result = serve(&opts, &ctx, &fetch, shutdown).await;
     heartbeat.abort();
     result
 }
@@ -206,6 +208,111 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(0.7 + 0.6 * r)
 }
 
+/// Where the polling loop finds its due runs.
+enum Fetch {
+    /// The worker: `POST /work_pools/{pool}/get_scheduled_flow_runs`.
+    Pool,
+    /// The runner: `POST /deployments/get_scheduled_flow_runs` for these deployments.
+    Deployments(Vec<String>),
+}
+
+/// How the runner (`sluice serve`, Prefect's `flow.serve`, §8.5) is started: it serves
+/// deployments that have no work pool by running one local command for each of their runs.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// The API base URL, ending in `/api`.
+    pub api_url: String,
+    pub api_key: Option<String>,
+    /// Defaults to `Runner <uuid4>`; the jobs see it as `PREFECT__WORKER_NAME`.
+    pub name: Option<String>,
+    /// The deployments whose runs this runner executes.
+    pub deployment_ids: Vec<String>,
+    /// Run with `sh -c` for every flow run.
+    pub command: String,
+    /// Added to each job's environment (over the process's own and the Prefect variables).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// `None`: a fresh temporary directory per run.
+    pub working_dir: Option<std::path::PathBuf>,
+    /// At most this many runs at once.
+    pub limit: Option<usize>,
+    pub poll_seconds: u64,
+    pub prefetch_seconds: u64,
+    /// Cancellation kill grace, and how long running jobs may finish after a shutdown request.
+    pub grace_seconds: u64,
+    /// Overrides `poll_seconds` with a finer interval (tests).
+    pub poll_interval: Option<Duration>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            api_url: "http://127.0.0.1:4200/api".to_owned(),
+            api_key: None,
+            name: None,
+            deployment_ids: Vec::new(),
+            command: String::new(),
+            env: std::collections::BTreeMap::new(),
+            working_dir: None,
+            limit: Some(5),
+            poll_seconds: 10,
+            prefetch_seconds: 10,
+            grace_seconds: 30,
+            poll_interval: None,
+        }
+    }
+}
+
+/// Runs the runner until `shutdown` resolves: the worker's loop (claim by PENDING, launch,
+/// log shipping, exit classification, cancellation, graceful shutdown) with the runs found
+/// by deployment instead of by pool, and `command` instead of a rendered job template.
+///
+/// # Errors
+/// No deployment or no command was given, or the HTTP client cannot be built.
+pub async fn run_runner(
+    opts: RunnerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<WorkerReport> {
+    if opts.deployment_ids.is_empty() {
+        bail!("the runner needs at least one deployment");
+    }
+    if opts.command.trim().is_empty() {
+        bail!("the runner needs a command");
+    }
+    let client = Client::with_api_key(&opts.api_url, opts.api_key.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("Runner {}", uuid::Uuid::new_v4()));
+    let loop_opts = WorkerOptions {
+        api_url: opts.api_url.clone(),
+        api_key: opts.api_key.clone(),
+        name: Some(name.clone()),
+        limit: opts.limit,
+        poll_seconds: opts.poll_seconds,
+        prefetch_seconds: opts.prefetch_seconds,
+        grace_seconds: opts.grace_seconds,
+        poll_interval: opts.poll_interval,
+        ..WorkerOptions::default()
+    };
+    let ctx = Arc::new(JobContext {
+        client,
+        api_url: opts.api_url.trim_end_matches('/').to_owned(),
+        api_key: opts.api_key.clone(),
+        pool: String::new(),
+        worker_name: name.clone(),
+        grace: Duration::from_secs(opts.grace_seconds),
+        local: Some(job::LocalJob {
+            command: opts.command.clone(),
+            env: opts.env.clone(),
+            working_dir: opts.working_dir.clone(),
+        }),
+    });
+    tracing::info!(runner = %name, deployments = ?opts.deployment_ids, "runner started");
+    let fetch = Fetch::Deployments(opts.deployment_ids.clone());
+    serve(&loop_opts, &ctx, &fetch, shutdown).await
+}
+
 /// State of the polling loop.
 struct Loop {
     in_flight: HashMap<String, watch::Sender<Control>>,
@@ -233,6 +340,7 @@ impl Loop {
 async fn serve(
     opts: &WorkerOptions,
     ctx: &Arc<JobContext>,
+    fetch: &Fetch,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<WorkerReport> {
     let base = opts
@@ -261,7 +369,7 @@ async fn serve(
             () = tokio::time::sleep_until(next_poll) => {
                 check_cancellations(&ctx.client, &state.in_flight).await;
                 if !(opts.run_once && polled) {
-                    match poll(opts, ctx, &mut state).await {
+                    match poll(opts, ctx, fetch, &mut state).await {
                         Ok(()) => failures = 0,
                         Err(e) => {
                             failures = failures.saturating_add(1);
@@ -303,17 +411,27 @@ async fn serve(
 }
 
 /// One `get_scheduled_flow_runs` call; launches a job per new run while capacity lasts.
-async fn poll(opts: &WorkerOptions, ctx: &Arc<JobContext>, state: &mut Loop) -> anyhow::Result<()> {
+async fn poll(
+    opts: &WorkerOptions,
+    ctx: &Arc<JobContext>,
+    fetch: &Fetch,
+    state: &mut Loop,
+) -> anyhow::Result<()> {
     let before = chrono::Utc::now()
         + chrono::Duration::seconds(i64::try_from(opts.prefetch_seconds).unwrap_or(i64::MAX / 4));
-    let runs = ctx
-        .client
-        .get_scheduled_flow_runs(
-            &opts.pool,
-            &opts.work_queues,
-            &before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        )
-        .await?;
+    let before = before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let runs = match fetch {
+        Fetch::Pool => {
+            ctx.client
+                .get_scheduled_flow_runs(&opts.pool, &opts.work_queues, &before)
+                .await?
+        }
+        Fetch::Deployments(ids) => {
+            ctx.client
+                .get_scheduled_flow_runs_for_deployments(ids, &before)
+                .await?
+        }
+    };
     for run in runs {
         let Some(id) = run.get("id").and_then(Value::as_str).map(str::to_owned) else {
             continue;

@@ -574,3 +574,37 @@ async fn a_run_cancelled_while_its_pull_steps_run_is_never_launched() {
     assert_eq!(report.cancelled, 1, "{report:?}");
     assert!(!marker.exists());
 }
+
+#[tokio::test]
+async fn template_references_to_variables_and_parameters_reach_the_job() {
+    let api = Api::start().await;
+    let dep = api.deployment("refs", None).await;
+    api.post(
+        "/variables/",
+        json!({ "name": "greeting", "value": "bonjour" }),
+    )
+    .await;
+    // A job variable naming a Prefect variable is resolved by the worker from the API.
+    let run_id = api
+        .create_run(
+            &dep,
+            json!({
+                "command": "echo \"$GREETING\"; echo \"$SLUICE_PARAMETERS\"",
+                "env": { "GREETING": "{{ prefect.variables.greeting }}" }
+            }),
+        )
+        .await;
+    let report = run(
+        WorkerOptions {
+            run_once: true,
+            ..api.opts("refs")
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.completed, 1);
+    let logs = api.log_messages(&run_id).await;
+    assert!(logs.contains(&(20, "bonjour".to_owned())), "{logs:?}");
+    assert!(logs.contains(&(20, "{}".to_owned())), "{logs:?}");
+}
