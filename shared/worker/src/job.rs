@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_client::Client;
 use sluice_core::job_config::{
-    build_job_configuration, data_references, finalize_base_fields,
+    DataReferences, build_job_configuration, data_references, finalize_base_fields,
     merge_deployment_and_run_variables,
 };
+use sluice_core::templating::{find_block_references, find_variable_references};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -257,7 +258,17 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
     if let Some(steps) = deployment.get("pull_steps").and_then(Value::as_array)
         && !steps.is_empty()
     {
-        working_dir = run_pull_steps(steps, &working_dir, &env)
+        // Deploy keeps block and variable references in pull steps; they resolve at run time.
+        let all_steps = Value::Array(steps.clone());
+        let refs = DataReferences {
+            blocks: find_block_references(&all_steps),
+            variables: find_variable_references(&all_steps),
+        };
+        let data = client
+            .template_data(&refs)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        working_dir = run_pull_steps(steps, &working_dir, &env, &data)
             .await
             .map_err(failed)?;
     }

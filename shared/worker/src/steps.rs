@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use sluice_core::templating::{self, ApplyOptions};
+use sluice_core::templating::{self, ApplyOptions, TemplateData};
 
 const SET_WORKING_DIRECTORY: &str = "prefect.deployments.steps.set_working_directory";
 const GIT_CLONE: &str = "prefect.deployments.steps.git_clone";
@@ -21,6 +21,7 @@ pub async fn run_pull_steps(
     steps: &[Value],
     cwd: &Path,
     env: &BTreeMap<String, String>,
+    data: &(dyn TemplateData + Sync),
 ) -> Result<PathBuf, String> {
     let mut cwd = cwd.to_path_buf();
     // Outputs so far: under each step's `id` and flattened, as Prefect stores them.
@@ -43,11 +44,14 @@ pub async fn run_pull_steps(
             .shift_remove("id")
             .and_then(|v| v.as_str().map(str::to_owned));
         inputs.shift_remove("requires");
-        // Step outputs first, then `{{ $ENV }}`, in Prefect's order.
+        // Step outputs, then blocks, then variables, then `{{ $ENV }}`: Prefect's order.
         let with_outputs =
             templating::apply_values(&Value::Object(inputs), &upstream, &ApplyOptions::default());
+        let with_blocks = templating::resolve_block_document_references(&with_outputs, data)
+            .map_err(|e| format!("pull step {name}: {e}"))?;
+        let with_variables = templating::resolve_variables(&with_blocks, data);
         let inputs =
-            templating::apply_values(&with_outputs, &Map::new(), &ApplyOptions::with_env(env));
+            templating::apply_values(&with_variables, &Map::new(), &ApplyOptions::with_env(env));
         let output = run_step(&name, &inputs, &mut cwd, env)
             .await
             .map_err(|e| format!("pull step {name} failed: {e}"))?;

@@ -531,13 +531,17 @@ async fn git_clone_then_set_working_directory_into_the_clone() {
     let work = tempfile::tempdir().unwrap();
     let repo_url = format!("file://{}", origin.path().display());
     let steps = json!([
-        { "prefect.deployments.steps.git_clone": { "id": "clone", "repository": repo_url, "branch": "main" } },
+        { "prefect.deployments.steps.git_clone": { "id": "clone", "repository": repo_url, "branch": "{{ prefect.variables.branch }}" } },
         { "prefect.deployments.steps.set_working_directory": { "directory": "{{ clone.directory }}" } },
     ]);
+    // Variable references in pull steps resolve at run time from the data the worker fetched.
+    let data =
+        sluice_core::templating::PrefetchedData::default().with_variable("branch", json!("main"));
     let dir = sluice_worker::run_pull_steps(
         steps.as_array().unwrap(),
         work.path(),
         &std::env::vars().collect(),
+        &data,
     )
     .await
     .unwrap();
