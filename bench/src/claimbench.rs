@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::json;
+use sluice_bench::post;
 
 #[derive(Parser)]
 struct Args {
@@ -26,25 +27,6 @@ struct Args {
     /// `limit` of each `get_scheduled_flow_runs` call.
     #[arg(long, default_value_t = 10)]
     batch: usize,
-}
-
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let resp = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("POST {url} answered {status}: {text}");
-    }
-    Ok(if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text)?
-    })
 }
 
 /// A fresh pool and a deployment on it, with `runs` runs due now; (pool, deployment id).

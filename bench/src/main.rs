@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::json;
+use sluice_bench::post;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum Scenario {
@@ -28,25 +29,6 @@ struct Args {
     /// Seconds to run after a one-second warm-up.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-}
-
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let resp = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("POST {url} answered {status}: {text}");
-    }
-    Ok(if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text)?
-    })
 }
 
 /// A pool, flow and deployment to run against; unique names per invocation.

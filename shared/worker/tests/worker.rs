@@ -2,41 +2,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Api, spawn_worker};
 use serde_json::{Value, json};
-use sluice_services::{Services, Settings, SystemClock};
-use sluice_store::SqliteStore;
 use sluice_worker::{WorkerOptions, WorkerReport, run};
-use tokio::sync::oneshot;
-
-struct Api {
-    url: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
 
 impl Api {
-    async fn start() -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("sluice.db")).unwrap();
-        let services = Services::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
-        let app = sluice_api::router(services);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Api {
-            url: format!("http://{addr}/api"),
-            http: reqwest::Client::new(),
-            _dir: dir,
-        }
-    }
-
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
@@ -162,20 +138,6 @@ impl Api {
             ..WorkerOptions::default()
         }
     }
-}
-
-/// Starts a worker in the background; send on the sender to shut it down.
-fn spawn_worker(
-    opts: WorkerOptions,
-) -> (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<WorkerReport>>,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(run(opts, async move {
-        let _ = rx.await;
-    }));
-    (tx, handle)
 }
 
 fn read(path: &Path) -> String {
