@@ -363,3 +363,33 @@ async fn active_slots_count_claimed_runs_when_a_limit_is_set() {
     let (_, pools) = app.post("/work_pools/filter", json!({})).await;
     assert_eq!(pools[0]["active_slots"], 1);
 }
+
+#[tokio::test]
+async fn a_deployment_limit_reports_the_slots_its_active_runs_hold() {
+    let app = TestApp::new();
+    app.post("/work_pools/", json!({"name": "p7", "type": "process"}))
+        .await;
+    let (_, flow) = app.post("/flows/", json!({"name": "f7"})).await;
+    let (_, dep) = app
+        .post(
+            "/deployments/",
+            json!({"flow_id": flow["id"], "name": "d", "work_pool_name": "p7", "concurrency_limit": 2}),
+        )
+        .await;
+    let id = dep["id"].as_str().expect("id");
+    assert_eq!(dep["global_concurrency_limit"]["limit"], 2);
+    assert_eq!(dep["global_concurrency_limit"]["active_slots"], 0);
+    let (_, run) = app
+        .post(&format!("/deployments/{id}/create_flow_run"), json!({}))
+        .await;
+    let run_id = run["id"].as_str().expect("run id");
+    let (_, out) = app
+        .post(
+            &format!("/flow_runs/{run_id}/set_state"),
+            json!({"state": {"type": "PENDING"}}),
+        )
+        .await;
+    assert_eq!(out["status"], "ACCEPT");
+    let (_, dep) = app.get(&format!("/deployments/{id}")).await;
+    assert_eq!(dep["global_concurrency_limit"]["active_slots"], 1);
+}

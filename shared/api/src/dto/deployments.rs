@@ -303,7 +303,9 @@ fn schedule_json(s: &DeploymentSchedule) -> Value {
     })
 }
 
-pub fn deployment_json(d: &Deployment) -> Value {
+/// `active_slots` is the deployment's PENDING/RUNNING/CANCELLING run count, known only to the
+/// caller (it is counted only when a limit is set).
+pub fn deployment_json(d: &Deployment, active_slots: Option<usize>) -> Value {
     json!({
         "id": d.id,
         "created": ts(d.created),
@@ -324,7 +326,7 @@ pub fn deployment_json(d: &Deployment) -> Value {
             "name": format!("deployment:{}", d.id),
             "limit": limit,
             "active": true,
-            "active_slots": 0,
+            "active_slots": active_slots.unwrap_or(0),
             "slot_decay_per_second": 0.0,
         })),
         "concurrency_options": d.concurrency_options,

@@ -51,22 +51,40 @@ pub async fn create(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(deployment_json(&out.value))))
+    Ok((status, Json(with_slots(&app, &out.value).await?)))
 }
 
 pub async fn read(State(app): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Value>> {
-    Ok(Json(deployment_json(
-        &app.services.read_deployment(id).await?,
-    )))
+    let d = app.services.read_deployment(id).await?;
+    Ok(Json(with_slots(&app, &d).await?))
 }
 
 pub async fn read_by_name(
     State(app): State<AppState>,
     Path((flow, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(deployment_json(
-        &app.services.read_deployment_by_name(&flow, &name).await?,
-    )))
+    let d = app.services.read_deployment_by_name(&flow, &name).await?;
+    Ok(Json(with_slots(&app, &d).await?))
+}
+
+/// A deployment's answer; with a concurrency limit, the slots its active runs hold.
+async fn with_slots(app: &AppState, d: &sluice_core::domain::Deployment) -> ApiResult<Value> {
+    let slots = match d.concurrency_limit {
+        Some(_) => {
+            let filter = FlowRunFilter {
+                deployment_ids: Some(vec![d.id]),
+                state_types: Some(vec![
+                    StateType::Pending,
+                    StateType::Running,
+                    StateType::Cancelling,
+                ]),
+                ..Default::default()
+            };
+            Some(app.services.store.count_flow_runs(&filter).await?)
+        }
+        None => None,
+    };
+    Ok(deployment_json(d, slots))
 }
 
 async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<sluice_store::DeploymentFilter> {
@@ -152,7 +170,11 @@ pub async fn filter(
         .store
         .list_deployments(&filter, Some(limit), offset)
         .await?;
-    Ok(Json(items.iter().map(deployment_json).collect()))
+    let mut out = Vec::with_capacity(items.len());
+    for d in &items {
+        out.push(with_slots(&app, d).await?);
+    }
+    Ok(Json(out))
 }
 
 pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
