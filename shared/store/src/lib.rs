@@ -35,7 +35,7 @@ pub use filters::{
     WorkerFilter,
 };
 pub use ports::{
-    BlockStore, Created, DeploymentStore, FlowStore, LogStore, PoolStore, RunStore, Store,
-    VariableStore, Versioned,
+    ApiKeyStore, BlockStore, Created, DeploymentStore, FlowStore, LogStore, PoolStore, RunStore,
+    Store, VariableStore, Versioned,
 };
 pub use sqlite::SqliteStore;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use sluice_core::domain::{
-    BlockDocument, Deployment, Flow, FlowRun, Id, LogEntry, PoolStatus, QueueStatus, State,
+    ApiKey, BlockDocument, Deployment, Flow, FlowRun, Id, LogEntry, PoolStatus, QueueStatus, State,
     StateType, Timestamp, Variable, WorkPool, WorkQueue, Worker,
 };
 
@@ -246,13 +246,39 @@ pub trait LogStore: Send + Sync {
     ) -> Result<Vec<LogEntry>>;
 }
 
+/// API keys (hashed) for the API's authentication.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// `Conflict` if a key with that name or hash exists.
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// The key whose secret hashes to `hash`, if any.
+    async fn read_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// Ordered by name.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    async fn delete_api_key(&self, id: Id) -> Result<bool>;
+}
+
 /// Everything the services need, as one object they can share (`Arc<dyn Store>`).
 pub trait Store:
-    PoolStore + FlowStore + DeploymentStore + RunStore + VariableStore + BlockStore + LogStore
+    PoolStore
+    + FlowStore
+    + DeploymentStore
+    + RunStore
+    + VariableStore
+    + BlockStore
+    + LogStore
+    + ApiKeyStore
 {
 }
 
 impl<T> Store for T where
-    T: PoolStore + FlowStore + DeploymentStore + RunStore + VariableStore + BlockStore + LogStore
+    T: PoolStore
+        + FlowStore
+        + DeploymentStore
+        + RunStore
+        + VariableStore
+        + BlockStore
+        + LogStore
+        + ApiKeyStore
 {
 }

@@ -49,3 +49,15 @@ pub struct LogEntry {
     pub task_run_id: Option<Id>,
     pub worker_id: Option<Id>,
 }
+
+/// An API key as stored: only the SHA-256 of the secret is kept, so a leaked table does not leak
+/// working keys. `prefix` (the secret's first characters) lets a user tell keys apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: Id,
+    pub created: Timestamp,
+    pub name: String,
+    /// Lower-case hex SHA-256 of the whole secret.
+    pub hash: String,
+    pub prefix: String,
+}

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::codec::{DbResult, Result};
 use crate::StoreError;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1_INITIAL];
+pub(super) const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_API_KEYS];
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE work_pool (
@@ -229,6 +229,16 @@ CREATE TABLE log_entry (
 ) STRICT;
 CREATE INDEX log_entry_by_run ON log_entry (flow_run_id, timestamp);
 CREATE INDEX log_entry_by_time ON log_entry (timestamp);
+"#;
+
+const V2_API_KEYS: &str = r#"
+CREATE TABLE api_key (
+    id      TEXT PRIMARY KEY NOT NULL,
+    created TEXT NOT NULL,
+    name    TEXT NOT NULL UNIQUE,
+    hash    TEXT NOT NULL UNIQUE,
+    prefix  TEXT NOT NULL
+) STRICT;
 "#;
 
 /// The schema version recorded in the database file.

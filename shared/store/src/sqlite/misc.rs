@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
-use sluice_core::domain::{BlockDocument, Id, LogEntry, Variable};
+use sluice_core::domain::{ApiKey, BlockDocument, Id, LogEntry, Variable};
 
 use super::SqliteStore;
 use super::codec::{
     Cols, Columns, DbResult, Result, Where, id_text, id_value, insert_sql, json, opt_id, opt_text,
     page, query_all, query_opt, set_clause, text, ts_value, values_of, write_err,
 };
-use crate::{BlockStore, LogFilter, LogStore, StoreError, VariableStore};
+use crate::{ApiKeyStore, BlockStore, LogFilter, LogStore, StoreError, VariableStore};
 
 fn variable_columns(v: &Variable) -> Result<Columns> {
     Ok(vec![
@@ -347,5 +347,71 @@ impl LogStore for SqliteStore {
             query_all(conn, &sql, params_from_iter(&w.params), log_from_row)
         })
         .await
+    }
+}
+
+fn api_key_columns(k: &ApiKey) -> Columns {
+    vec![
+        ("id", id_value(k.id)),
+        ("created", ts_value(k.created)),
+        ("name", text(&k.name)),
+        ("hash", text(&k.hash)),
+        ("prefix", text(&k.prefix)),
+    ]
+}
+
+fn api_key_from_row(r: &Cols<'_, '_>) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.id("id")?,
+        created: r.ts("created")?,
+        name: r.string("name")?,
+        hash: r.string("hash")?,
+        prefix: r.string("prefix")?,
+    })
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
+        let cols = api_key_columns(key);
+        let name = key.name.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&insert_sql("api_key", &cols, ""))
+                .db()?
+                .execute(params_from_iter(values_of(&cols)))
+                .map_err(|e| write_err(e, format!("API key {name:?} already exists"), None))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            query_opt(
+                conn,
+                "SELECT * FROM api_key WHERE hash = ?1",
+                [hash],
+                api_key_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "SELECT * FROM api_key ORDER BY name",
+                [],
+                api_key_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, id: Id) -> Result<bool> {
+        self.write(move |conn| delete_row(conn, "api_key", id))
+            .await
     }
 }
