@@ -1,0 +1,1 @@
+//! Handler of the api function (filled in next).

@@ -1,0 +1,1 @@
+//! Handler of the scheduler function (filled in next).
