@@ -38,8 +38,7 @@ where
                 if message.contains("ConditionalCheckFailed") {
                     return StoreError::Conflict(message);
                 }
-                if message.contains("TransactionConflict") || message.contains("ThrottlingError")
-                {
+                if message.contains("TransactionConflict") || message.contains("ThrottlingError") {
                     return StoreError::Unavailable(message.into());
                 }
             }

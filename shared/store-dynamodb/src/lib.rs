@@ -5,8 +5,16 @@
 //! ARCHITECTURE.md ("DynamoDB layout"); [`schema`] is the single source of the key and index
 //! names, used by [`DynamoStore::ensure_table`] and mirrored by `template.yaml`.
 
+mod deployments;
 mod error;
+mod item;
+mod misc;
+mod ops;
+mod pools;
+mod runs;
 pub mod schema;
+
+pub use ops::Usage;
 
 use std::sync::Arc;
 
@@ -52,6 +60,7 @@ struct Inner {
     client: Client,
     table: String,
     retention: Retention,
+    meter: ops::Meter,
 }
 
 impl DynamoStore {
@@ -62,6 +71,7 @@ impl DynamoStore {
                 client,
                 table: table.into(),
                 retention,
+                meter: ops::Meter::default(),
             }),
         }
     }
@@ -69,8 +79,22 @@ impl DynamoStore {
     /// A store over `table` with a client configured the SDK's standard way (region,
     /// credentials, and `AWS_ENDPOINT_URL` for an emulator or LocalStack).
     pub async fn connect(table: impl Into<String>, retention: Retention) -> DynamoStore {
-        let config = aws_config::load_from_env().await;
+        // Throttling and transient errors: the SDK's standard strategy (exponential backoff
+        // with jitter) with a few more attempts than its default of 3.
+        let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(6);
+        let config = aws_config::from_env().retry_config(retry).load().await;
         DynamoStore::new(Client::new(&config), table, retention)
+    }
+
+    /// Requests and capacity units used since the store was built or [`reset_usage`] ran.
+    ///
+    /// [`reset_usage`]: DynamoStore::reset_usage
+    pub fn usage(&self) -> Usage {
+        self.inner.meter.snapshot()
+    }
+
+    pub fn reset_usage(&self) {
+        self.inner.meter.reset();
     }
 
     pub fn table(&self) -> &str {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use sluice_store::StoreError;
 
@@ -79,7 +79,12 @@ impl DynamoStore {
     /// active. An existing table is left as it is (the SAM template owns it in the cloud).
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
         let client = self.client();
-        match client.describe_table().table_name(self.table()).send().await {
+        match client
+            .describe_table()
+            .table_name(self.table())
+            .send()
+            .await
+        {
             Ok(_) => return self.wait_active().await,
             Err(SdkError::ServiceError(e)) if e.err().is_resource_not_found_exception() => {}
             Err(e) => return Err(crate::error::classify(e)),
@@ -151,7 +156,11 @@ impl DynamoStore {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Err(StoreError::Unavailable(
-            format!("table {} did not become active within a minute", self.table()).into(),
+            format!(
+                "table {} did not become active within a minute",
+                self.table()
+            )
+            .into(),
         ))
     }
 

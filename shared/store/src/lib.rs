@@ -23,6 +23,7 @@
 
 mod error;
 mod filters;
+pub mod matching;
 mod ports;
 pub mod sqlite;
 

@@ -29,7 +29,7 @@ impl DeploymentStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentSchedule {
     pub id: Id,
     pub created: Timestamp,
@@ -43,13 +43,14 @@ pub struct DeploymentSchedule {
     pub slug: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     pub id: Id,
     pub created: Timestamp,
     pub updated: Timestamp,
     pub name: String,
     pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
     pub version_info: Option<serde_json::Value>,
     pub description: Option<String>,
     pub flow_id: Id,
@@ -57,9 +58,11 @@ pub struct Deployment {
     pub schedules: Vec<DeploymentSchedule>,
     /// Deployment-level concurrency; Prefect accepts it on input and answers null on output.
     pub concurrency_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
     pub concurrency_options: Option<serde_json::Value>,
     pub job_variables: JsonMap,
     pub parameters: JsonMap,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
     pub parameter_openapi_schema: Option<serde_json::Value>,
     pub enforce_parameter_schema: bool,
     pub pull_steps: Option<Vec<serde_json::Value>>,
@@ -75,6 +78,8 @@ pub struct Deployment {
     pub status: DeploymentStatus,
     pub storage_document_id: Option<Id>,
     pub infrastructure_document_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
     pub created_by: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
     pub updated_by: Option<serde_json::Value>,
 }

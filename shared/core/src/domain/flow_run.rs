@@ -1,16 +1,17 @@
 //! Flow runs (Prefect §6.2).
 
+use serde::{Deserialize, Serialize};
 use super::{Id, JsonMap, State, StateType, Timestamp};
 
 /// Who made a run: for scheduled runs, the schedule (`type: "SCHEDULE"`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatedBy {
     pub id: Option<Id>,
     pub created_by_type: Option<String>,
     pub display_value: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowRun {
     pub id: Id,
     pub created: Timestamp,

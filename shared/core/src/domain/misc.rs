@@ -1,8 +1,9 @@
 //! Flows, variables, block documents and logs.
 
+use serde::{Deserialize, Serialize};
 use super::{Id, JsonMap, Timestamp};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
     pub id: Id,
     pub created: Timestamp,
@@ -12,7 +13,7 @@ pub struct Flow {
     pub labels: JsonMap,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variable {
     pub id: Id,
     pub created: Timestamp,
@@ -24,7 +25,7 @@ pub struct Variable {
 
 /// A block document: enough of Prefect's block model for template resolution
 /// (`{{ prefect.blocks.<slug>.<name> }}` and `{"$ref": {"block_document_id": ...}}`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockDocument {
     pub id: Id,
     pub created: Timestamp,
@@ -37,7 +38,7 @@ pub struct BlockDocument {
     pub is_anonymous: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub id: Id,
     pub created: Timestamp,
@@ -52,7 +53,7 @@ pub struct LogEntry {
 
 /// An API key as stored: only the SHA-256 of the secret is kept, so a leaked table does not leak
 /// working keys. `prefix` (the secret's first characters) lets a user tell keys apart.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: Id,
     pub created: Timestamp,

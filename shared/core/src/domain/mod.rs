@@ -26,3 +26,12 @@ pub type Id = uuid::Uuid;
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 /// A JSON object, the shape of parameters, job variables, labels and the like.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// For `Option<Value>` fields where JSON null is a value: a present field (null included) is
+/// `Some`, an absent one `None` (with `skip_serializing_if = "Option::is_none"` on the way out).
+pub(crate) fn present<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}

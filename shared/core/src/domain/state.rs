@@ -84,7 +84,7 @@ impl std::fmt::Display for StateType {
 /// One state of a flow run. `state_details` is kept as a JSON object because clients put many
 /// optional fields there (`scheduled_time`, `transition_id`, `pause_key`, lease ids, ...) and
 /// expect them back verbatim; the typed accessors below read the ones the rules need.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub id: Id,
     pub state_type: StateType,

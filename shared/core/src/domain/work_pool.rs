@@ -63,7 +63,7 @@ pub fn is_push_pool_type(pool_type: &str) -> bool {
     pool_type.ends_with(":push")
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkPool {
     pub id: Id,
     pub created: Timestamp,
@@ -88,7 +88,7 @@ impl WorkPool {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkQueue {
     pub id: Id,
     pub created: Timestamp,
@@ -104,7 +104,7 @@ pub struct WorkQueue {
     pub status: QueueStatus,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Worker {
     pub id: Id,
     pub created: Timestamp,

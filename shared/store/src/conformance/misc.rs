@@ -1,11 +1,11 @@
-//! Checks for [`VariableStore`](crate::VariableStore), [`BlockStore`](crate::BlockStore) and
-//! [`LogStore`](crate::LogStore).
+//! Checks for [`VariableStore`](crate::VariableStore), [`BlockStore`](crate::BlockStore),
+//! [`LogStore`](crate::LogStore) and [`ApiKeyStore`](crate::ApiKeyStore).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::json;
-use sluice_core::domain::{Id, LogEntry};
+use sluice_core::domain::{ApiKey, Id, LogEntry};
 
 use super::fixtures::{assert_conflict, assert_not_found, at, block, id, t0, variable};
 use crate::{LogFilter, Store};
@@ -283,4 +283,79 @@ pub async fn logs_filter_and_order<S: Store>(store: Arc<S>) {
         .await
         .expect("list");
     assert_eq!(all, vec![l4, l2, l1, l3], "every field round-trips");
+}
+
+/// A stored key whose hash is derived from `seed` (any 64 lower-case hex digits will do: the
+/// store treats the hash as an opaque unique string).
+fn api_key(name: &str, seed: u128) -> ApiKey {
+    ApiKey {
+        id: id(),
+        created: at(i64::try_from(seed % 1000).unwrap_or(0)),
+        name: name.to_owned(),
+        hash: format!("{seed:064x}"),
+        prefix: format!("sluice_{:08x}", seed % 0x1_0000_0000),
+    }
+}
+
+pub async fn api_key_crud<S: Store>(store: Arc<S>) {
+    let alpha = api_key("alpha", 1);
+    let beta = api_key("beta", 2);
+    let gamma = api_key("gamma", 3);
+    for k in [&beta, &gamma, &alpha] {
+        store.create_api_key(k).await.expect("create");
+    }
+
+    assert_conflict(
+        store.create_api_key(&api_key("alpha", 4)).await,
+        "duplicate API key name",
+    );
+    assert_conflict(
+        store.create_api_key(&api_key("delta", 1)).await,
+        "duplicate API key hash",
+    );
+    assert_eq!(
+        store
+            .read_api_key_by_hash(&format!("{:064x}", 4))
+            .await
+            .expect("read"),
+        None,
+        "a refused create stores nothing"
+    );
+
+    assert_eq!(
+        store.read_api_key_by_hash(&beta.hash).await.expect("read"),
+        Some(beta.clone()),
+        "every field round-trips"
+    );
+    assert_eq!(
+        store
+            .read_api_key_by_hash(&format!("{:064x}", 99))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store.list_api_keys().await.expect("list"),
+        vec![alpha.clone(), beta.clone(), gamma.clone()],
+        "listed by name, refused creates absent"
+    );
+
+    assert!(store.delete_api_key(alpha.id).await.expect("delete"));
+    assert!(!store.delete_api_key(alpha.id).await.expect("delete again"));
+    assert!(!store.delete_api_key(id()).await.expect("delete unknown"));
+    assert_eq!(
+        store.read_api_key_by_hash(&alpha.hash).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store.list_api_keys().await.expect("list"),
+        vec![beta, gamma]
+    );
+    // Deleting frees the name and the hash.
+    let again = api_key("alpha", 1);
+    store.create_api_key(&again).await.expect("re-create");
+    assert_eq!(
+        store.read_api_key_by_hash(&again.hash).await.expect("read"),
+        Some(again)
+    );
 }

@@ -1,0 +1,244 @@
+//! The filters and sorts evaluated in memory, for adapters whose backend cannot express them
+//! (DynamoDB reads a narrow index and finishes the query here). Each rule is the one the SQLite
+//! adapter's SQL states; the conformance suite holds both to the same answers.
+
+use std::cmp::Ordering;
+
+use sluice_core::domain::{
+    Deployment, Flow, FlowRun, LogEntry, StateType, Timestamp, WorkPool, Worker,
+};
+
+use crate::{
+    DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter, WorkPoolFilter,
+    WorkerFilter,
+};
+
+/// `value` is one of `wanted` (an empty list matches nothing); a missing value matches nothing.
+fn any_of<T: PartialEq>(wanted: Option<&Vec<T>>, value: Option<&T>) -> bool {
+    match wanted {
+        None => true,
+        Some(w) => value.is_some_and(|v| w.contains(v)),
+    }
+}
+
+/// `value` is none of `unwanted`; a missing value is "none of them".
+fn none_of<T: PartialEq>(unwanted: Option<&Vec<T>>, value: Option<&T>) -> bool {
+    match (unwanted, value) {
+        (Some(u), Some(v)) => !u.contains(v),
+        _ => true,
+    }
+}
+
+/// Case-insensitive (ASCII) substring, as SQLite's LIKE and Prefect's ILIKE.
+fn like(needle: Option<&String>, value: &str) -> bool {
+    needle.is_none_or(|n| {
+        value
+            .to_ascii_lowercase()
+            .contains(&n.to_ascii_lowercase())
+    })
+}
+
+fn all_tags(wanted: Option<&Vec<String>>, tags: &[String]) -> bool {
+    wanted.is_none_or(|w| w.iter().all(|t| tags.contains(t)))
+}
+
+fn any_tag(wanted: Option<&Vec<String>>, tags: &[String]) -> bool {
+    wanted.is_none_or(|w| w.iter().any(|t| tags.contains(t)))
+}
+
+/// Inclusive bounds; a missing value is outside any bound.
+fn within(before: Option<Timestamp>, after: Option<Timestamp>, value: Option<Timestamp>) -> bool {
+    let below = before.is_none_or(|b| value.is_some_and(|v| v <= b));
+    let above = after.is_none_or(|a| value.is_some_and(|v| v >= a));
+    below && above
+}
+
+fn is_null_matches<T>(want_null: Option<bool>, value: Option<&T>) -> bool {
+    want_null.is_none_or(|n| n == value.is_none())
+}
+
+impl FlowRunFilter {
+    pub fn matches(&self, run: &FlowRun) -> bool {
+        let state_type: Option<StateType> = run.state_type();
+        let state_name = run.state_name().map(str::to_owned);
+        let retry_type = run.empirical_policy.get("retry_type").and_then(|v| v.as_str());
+        any_of(self.ids.as_ref(), Some(&run.id))
+            && none_of(self.not_ids.as_ref(), Some(&run.id))
+            && any_of(self.names.as_ref(), Some(&run.name))
+            && like(self.name_like.as_ref(), &run.name)
+            && any_of(self.flow_ids.as_ref(), Some(&run.flow_id))
+            && any_of(self.deployment_ids.as_ref(), run.deployment_id.as_ref())
+            && is_null_matches(self.deployment_id_is_null, run.deployment_id.as_ref())
+            && any_of(self.work_queue_ids.as_ref(), run.work_queue_id.as_ref())
+            && any_of(self.work_queue_names.as_ref(), run.work_queue_name.as_ref())
+            && any_of(self.work_pool_ids.as_ref(), run.work_pool_id.as_ref())
+            && any_of(self.work_pool_names.as_ref(), run.work_pool_name.as_ref())
+            && any_of(self.state_types.as_ref(), state_type.as_ref())
+            && none_of(self.not_state_types.as_ref(), state_type.as_ref())
+            && any_of(self.state_names.as_ref(), state_name.as_ref())
+            && none_of(self.not_state_names.as_ref(), state_name.as_ref())
+            && all_tags(self.tags_all.as_ref(), &run.tags)
+            && any_tag(self.tags_any.as_ref(), &run.tags)
+            && self.auto_scheduled.is_none_or(|a| a == run.auto_scheduled)
+            && self.run_count.is_none_or(|c| c == run.run_count)
+            && any_of(self.idempotency_keys.as_ref(), run.idempotency_key.as_ref())
+            && any_of(
+                self.parent_task_run_ids.as_ref(),
+                run.parent_task_run_id.as_ref(),
+            )
+            && any_of(
+                self.created_by_ids.as_ref(),
+                run.created_by.as_ref().and_then(|c| c.id.as_ref()),
+            )
+            && within(
+                self.expected_start_time_before,
+                self.expected_start_time_after,
+                run.expected_start_time,
+            )
+            && within(
+                self.next_scheduled_start_time_before,
+                self.next_scheduled_start_time_after,
+                run.next_scheduled_start_time,
+            )
+            && within(self.start_time_before, self.start_time_after, run.start_time)
+            && is_null_matches(self.start_time_is_null, run.start_time.as_ref())
+            && !(self.exclude_in_process_retries && retry_type == Some("in_process"))
+    }
+}
+
+/// Missing keys last in either direction.
+fn nulls_last<T: Ord>(a: Option<T>, b: Option<T>, descending: bool) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) if descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+impl FlowRunSort {
+    /// The order of the sort: missing keys last, ties broken by id in the sort's direction.
+    pub fn compare(self, a: &FlowRun, b: &FlowRun) -> Ordering {
+        let started = |r: &FlowRun| r.start_time.or(r.expected_start_time);
+        let (key, descending) = match self {
+            FlowRunSort::IdDesc => (Ordering::Equal, true),
+            FlowRunSort::ExpectedStartTimeAsc => (
+                nulls_last(a.expected_start_time, b.expected_start_time, false),
+                false,
+            ),
+            FlowRunSort::ExpectedStartTimeDesc => (
+                nulls_last(a.expected_start_time, b.expected_start_time, true),
+                true,
+            ),
+            FlowRunSort::NextScheduledStartTimeAsc => (
+                nulls_last(
+                    a.next_scheduled_start_time,
+                    b.next_scheduled_start_time,
+                    false,
+                ),
+                false,
+            ),
+            FlowRunSort::StartTimeAsc => (nulls_last(started(a), started(b), false), false),
+            FlowRunSort::StartTimeDesc => (nulls_last(started(a), started(b), true), true),
+            FlowRunSort::EndTimeDesc => (nulls_last(a.end_time, b.end_time, true), true),
+            FlowRunSort::NameAsc => (a.name.cmp(&b.name), false),
+            FlowRunSort::NameDesc => (b.name.cmp(&a.name), true),
+        };
+        key.then_with(|| {
+            if descending {
+                b.id.cmp(&a.id)
+            } else {
+                a.id.cmp(&b.id)
+            }
+        })
+    }
+}
+
+impl DeploymentFilter {
+    pub fn matches(&self, d: &Deployment) -> bool {
+        any_of(self.ids.as_ref(), Some(&d.id))
+            && any_of(self.names.as_ref(), Some(&d.name))
+            && like(self.name_like.as_ref(), &d.name)
+            && any_of(self.flow_ids.as_ref(), Some(&d.flow_id))
+            && self.paused.is_none_or(|p| p == d.paused)
+            && self.status.is_none_or(|s| s == d.status)
+            && all_tags(self.tags_all.as_ref(), &d.tags)
+            && any_of(self.work_queue_ids.as_ref(), d.work_queue_id.as_ref())
+            && any_of(self.work_pool_names.as_ref(), d.work_pool_name.as_ref())
+            && self
+                .has_active_schedule
+                .is_none_or(|h| h == d.schedules.iter().any(|s| s.active))
+            && self.updated_after.is_none_or(|t| d.updated >= t)
+            && self.id_after.is_none_or(|after| d.id > after)
+    }
+
+    /// By name then id, or by id alone when paging by `id_after`.
+    pub fn compare(&self, a: &Deployment, b: &Deployment) -> Ordering {
+        if self.id_after.is_some() {
+            a.id.cmp(&b.id)
+        } else {
+            a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id))
+        }
+    }
+}
+
+impl FlowFilter {
+    pub fn matches(&self, f: &Flow) -> bool {
+        any_of(self.ids.as_ref(), Some(&f.id))
+            && any_of(self.names.as_ref(), Some(&f.name))
+            && like(self.name_like.as_ref(), &f.name)
+            && all_tags(self.tags_all.as_ref(), &f.tags)
+    }
+}
+
+impl WorkPoolFilter {
+    pub fn matches(&self, p: &WorkPool) -> bool {
+        any_of(self.ids.as_ref(), Some(&p.id))
+            && any_of(self.names.as_ref(), Some(&p.name))
+            && any_of(self.types.as_ref(), Some(&p.pool_type))
+    }
+}
+
+impl WorkerFilter {
+    pub fn matches(&self, w: &Worker) -> bool {
+        any_of(self.statuses.as_ref(), Some(&w.status))
+            && none_of(self.not_statuses.as_ref(), Some(&w.status))
+            && within(
+                self.last_heartbeat_before,
+                self.last_heartbeat_after,
+                Some(w.last_heartbeat_time),
+            )
+    }
+
+    /// Newest heartbeat first, then name, then id.
+    pub fn compare(a: &Worker, b: &Worker) -> Ordering {
+        b.last_heartbeat_time
+            .cmp(&a.last_heartbeat_time)
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+impl LogFilter {
+    pub fn matches(&self, l: &LogEntry) -> bool {
+        any_of(self.flow_run_ids.as_ref(), l.flow_run_id.as_ref())
+            && any_of(self.task_run_ids.as_ref(), l.task_run_id.as_ref())
+            && self.level_ge.is_none_or(|g| l.level >= g)
+            && self.level_le.is_none_or(|g| l.level <= g)
+            && within(
+                self.timestamp_before,
+                self.timestamp_after,
+                Some(l.timestamp),
+            )
+    }
+}
+
+/// `offset` then `limit` over an already sorted list.
+pub fn page<T>(items: Vec<T>, limit: Option<usize>, offset: usize) -> Vec<T> {
+    items
+        .into_iter()
+        .skip(offset)
+        .take(limit.unwrap_or(usize::MAX))
+        .collect()
+}
