@@ -18,14 +18,18 @@ use crate::item::{Item, Result};
 const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
 
-/// Requests made and capacity units DynamoDB reported as consumed (table and indexes), since
-/// the store was built or last reset. Units are hundredths, to count half read units exactly.
+/// Requests made and capacity units used, since the store was built or last reset, counted two
+/// ways: as DynamoDB reported them (`ReturnConsumedCapacity`, table and indexes; exact on AWS,
+/// placeholders on some emulators) and as estimated here from the sizes of the items sent and
+/// received under DynamoDB's published rules (base table only). Hundredths, so halves add up.
 #[derive(Debug, Default)]
 pub(crate) struct Meter {
     reads: AtomicU64,
     writes: AtomicU64,
-    read_units_x100: AtomicU64,
-    write_units_x100: AtomicU64,
+    reported_read_x100: AtomicU64,
+    reported_write_x100: AtomicU64,
+    estimated_read_x100: AtomicU64,
+    estimated_write_x100: AtomicU64,
 }
 
 /// A snapshot of [`Meter`].
@@ -33,41 +37,76 @@ pub(crate) struct Meter {
 pub struct Usage {
     pub read_requests: u64,
     pub write_requests: u64,
-    pub read_units: f64,
-    pub write_units: f64,
+    /// Units DynamoDB reported consumed (table and indexes).
+    pub reported_read_units: f64,
+    pub reported_write_units: f64,
+    /// Units the item sizes imply for the base table: 1 write unit per KiB written, 1 read unit
+    /// per 4 KiB read strongly consistently (half for index queries, which are eventual).
+    pub estimated_read_units: f64,
+    pub estimated_write_units: f64,
 }
 
-fn hundredths(c: Option<&ConsumedCapacity>) -> u64 {
-    let units = c.and_then(|c| c.capacity_units()).unwrap_or(0.0);
-    // Units are small non-negative multiples of 0.5; the cast cannot truncate meaningfully.
+fn hundredths(units: f64) -> u64 {
+    // Units are small non-negative multiples of 0.5; nothing meaningful is truncated.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let x = (units * 100.0).round().max(0.0) as u64;
     x
 }
 
+fn reported(cs: &[&ConsumedCapacity]) -> f64 {
+    cs.iter().filter_map(|c| c.capacity_units()).sum()
+}
+
+/// An item's size as DynamoDB bills it: attribute names plus values.
+pub(crate) fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        // Numbers: about one byte per two significant digits, plus one.
+        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        _ => 1,
+    }
+}
+
+fn write_units(size: usize) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let units = size.div_ceil(1024).max(1) as f64;
+    units
+}
+
+fn read_units(size: usize, consistent: bool) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let units = size.div_ceil(4096).max(1) as f64;
+    if consistent { units } else { units / 2.0 }
+}
+
 impl Meter {
-    fn read(&self, c: Option<&ConsumedCapacity>) {
+    fn read(&self, reported_units: f64, estimated_units: f64) {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        self.read_units_x100
-            .fetch_add(hundredths(c), Ordering::Relaxed);
+        self.reported_read_x100
+            .fetch_add(hundredths(reported_units), Ordering::Relaxed);
+        self.estimated_read_x100
+            .fetch_add(hundredths(estimated_units), Ordering::Relaxed);
     }
 
-    fn write(&self, c: Option<&ConsumedCapacity>) {
+    fn write(&self, reported_units: f64, estimated_units: f64) {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.write_units_x100
-            .fetch_add(hundredths(c), Ordering::Relaxed);
-    }
-
-    fn writes_of(&self, cs: &[ConsumedCapacity]) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        let total: u64 = cs.iter().map(|c| hundredths(Some(c))).sum();
-        self.write_units_x100.fetch_add(total, Ordering::Relaxed);
-    }
-
-    fn reads_of(&self, cs: &[ConsumedCapacity]) {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        let total: u64 = cs.iter().map(|c| hundredths(Some(c))).sum();
-        self.read_units_x100.fetch_add(total, Ordering::Relaxed);
+        self.reported_write_x100
+            .fetch_add(hundredths(reported_units), Ordering::Relaxed);
+        self.estimated_write_x100
+            .fetch_add(hundredths(estimated_units), Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Usage {
@@ -76,8 +115,10 @@ impl Meter {
         Usage {
             read_requests: self.reads.load(Ordering::Relaxed),
             write_requests: self.writes.load(Ordering::Relaxed),
-            read_units: units(&self.read_units_x100),
-            write_units: units(&self.write_units_x100),
+            reported_read_units: units(&self.reported_read_x100),
+            reported_write_units: units(&self.reported_write_x100),
+            estimated_read_units: units(&self.estimated_read_x100),
+            estimated_write_units: units(&self.estimated_write_x100),
         }
     }
 
@@ -85,8 +126,10 @@ impl Meter {
         for a in [
             &self.reads,
             &self.writes,
-            &self.read_units_x100,
-            &self.write_units_x100,
+            &self.reported_read_x100,
+            &self.reported_write_x100,
+            &self.estimated_read_x100,
+            &self.estimated_write_x100,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -149,7 +192,11 @@ impl DynamoStore {
             .send()
             .await
             .map_err(classify)?;
-        self.meter().read(out.consumed_capacity());
+        let size = out.item.as_ref().map_or(0, item_size);
+        self.meter().read(
+            reported(&out.consumed_capacity().into_iter().collect::<Vec<_>>()),
+            read_units(size, true),
+        );
         Ok(out.item)
     }
 
@@ -175,8 +222,12 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(classify)?;
-            self.meter().read(out.consumed_capacity());
-            items.extend(out.items.unwrap_or_default());
+            let page = out.items.unwrap_or_default();
+            self.meter().read(
+                reported(&out.consumed_capacity.iter().collect::<Vec<_>>()),
+                read_units(page.iter().map(item_size).sum(), q.index.is_none()),
+            );
+            items.extend(page);
             if q.limit.is_some_and(|l| items.len() >= l) {
                 break;
             }
@@ -212,8 +263,12 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(classify)?;
-            self.meter().read(out.consumed_capacity());
-            items.extend(out.items.unwrap_or_default());
+            let page = out.items.unwrap_or_default();
+            self.meter().read(
+                reported(&out.consumed_capacity.iter().collect::<Vec<_>>()),
+                read_units(page.iter().map(item_size).sum(), true),
+            );
+            items.extend(page);
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => break,
@@ -242,10 +297,15 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(classify)?;
-                self.meter().reads_of(out.consumed_capacity());
-                if let Some(mut responses) = out.responses {
-                    found.extend(responses.remove(self.table()).unwrap_or_default());
-                }
+                let got = out
+                    .responses
+                    .and_then(|mut r| r.remove(self.table()))
+                    .unwrap_or_default();
+                self.meter().read(
+                    reported(&out.consumed_capacity.iter().flatten().collect::<Vec<_>>()),
+                    got.iter().map(|i| read_units(item_size(i), true)).sum(),
+                );
+                found.extend(got);
                 if let Some(mut left) = out.unprocessed_keys {
                     if let Some(k) = left.remove(self.table()) {
                         pending = k.keys;
@@ -281,6 +341,13 @@ impl DynamoStore {
             let mut pending = chunk.to_vec();
             let mut attempt = 0u32;
             while !pending.is_empty() {
+                let pending_sizes: Vec<usize> = pending
+                    .iter()
+                    .map(|r| {
+                        r.put_request()
+                            .map_or(0, |p| item_size(p.item()))
+                    })
+                    .collect();
                 let out = self
                     .client()
                     .batch_write_item()
@@ -289,7 +356,11 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(classify)?;
-                self.meter().writes_of(out.consumed_capacity());
+                let sent: f64 = pending_sizes.iter().map(|n| write_units(*n)).sum();
+                self.meter().write(
+                    reported(&out.consumed_capacity.iter().flatten().collect::<Vec<_>>()),
+                    sent,
+                );
                 if let Some(mut left) = out.unprocessed_items {
                     pending = left.remove(self.table()).unwrap_or_default();
                 }
@@ -304,6 +375,11 @@ impl DynamoStore {
 
     /// All-or-nothing writes; a failed condition is `Conflict`.
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<()> {
+        // Transactional writes cost twice the units of plain ones.
+        let estimated: f64 = items
+            .iter()
+            .map(|t| 2.0 * write_units(t.put().map_or(0, |p| item_size(p.item()))))
+            .sum();
         let out = self
             .client()
             .transact_write_items()
@@ -312,7 +388,10 @@ impl DynamoStore {
             .send()
             .await
             .map_err(classify)?;
-        self.meter().writes_of(out.consumed_capacity());
+        self.meter().write(
+            reported(&out.consumed_capacity.iter().flatten().collect::<Vec<_>>()),
+            estimated,
+        );
         Ok(())
     }
 
@@ -324,6 +403,7 @@ impl DynamoStore {
         names: Option<HashMap<String, String>>,
         values: Option<HashMap<String, AttributeValue>>,
     ) -> Result<()> {
+        let size = item_size(&item);
         let out = self
             .client()
             .put_item()
@@ -336,7 +416,10 @@ impl DynamoStore {
             .send()
             .await
             .map_err(classify)?;
-        self.meter().write(out.consumed_capacity());
+        self.meter().write(
+            reported(&out.consumed_capacity().into_iter().collect::<Vec<_>>()),
+            write_units(size),
+        );
         Ok(())
     }
 
@@ -356,8 +439,13 @@ impl DynamoStore {
             .send()
             .await
             .map_err(classify)?;
-        self.meter().write(out.consumed_capacity());
-        Ok(out.attributes.unwrap_or_default())
+        let after = out.attributes.unwrap_or_default();
+        // Billed on the larger of the item before and after; after is what we can see.
+        self.meter().write(
+            reported(&out.consumed_capacity.iter().collect::<Vec<_>>()),
+            write_units(item_size(&after)),
+        );
+        Ok(after)
     }
 
     /// A delete, conditional when `condition` is given; `Ok(false)` when the item was absent
@@ -381,7 +469,10 @@ impl DynamoStore {
             .map_err(classify);
         match result {
             Ok(out) => {
-                self.meter().write(out.consumed_capacity());
+                self.meter().write(
+                    reported(&out.consumed_capacity().into_iter().collect::<Vec<_>>()),
+                    1.0,
+                );
                 Ok(true)
             }
             Err(e) if e.is_conflict() => Ok(false),
