@@ -4,6 +4,7 @@ mod commands;
 mod render;
 mod server;
 mod signals;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -96,6 +97,34 @@ enum Command {
         #[command(subcommand)]
         command: commands::migrate::MigrateCommand,
     },
+    /// API keys for `server start --auth api-key`: create, ls, delete (on the store directly).
+    ApiKey {
+        #[command(flatten)]
+        store: store::StoreArgs,
+        /// Human-readable output, or JSON.
+        #[arg(long, global = true, value_enum, default_value = "table")]
+        output: commands::Output,
+        #[command(subcommand)]
+        command: commands::api_keys::ApiKeyCommand,
+    },
+}
+
+impl Command {
+    /// The API connection options of a verb that talks to the API.
+    fn api_args(&mut self) -> Option<&mut commands::ApiArgs> {
+        match self {
+            Command::WorkPool { api, .. }
+            | Command::WorkQueue { api, .. }
+            | Command::Worker { api, .. }
+            | Command::Deployment { api, .. }
+            | Command::FlowRun { api, .. }
+            | Command::Variable { api, .. }
+            | Command::Deploy { api, .. }
+            | Command::Serve { api, .. }
+            | Command::Migrate { api, .. } => Some(api),
+            Command::Server { .. } | Command::JobTemplate { .. } | Command::ApiKey { .. } => None,
+        }
+    }
 }
 
 fn init_tracing(format: &str) {
@@ -126,6 +155,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(&cli.log_format);
+    let mut command = cli.command;
+    if let Some(api) = command.api_args() {
+        api.apply_prefect_fallbacks();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,7 +170,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Server { command } => server::run(command).await,
             Command::JobTemplate { command } => render::run(command).await,
             Command::WorkPool { api, command } => {
@@ -159,6 +192,11 @@ fn main() -> std::process::ExitCode {
             Command::Deploy { api, args } => commands::deploy::run(&api, args).await,
             Command::Serve { api, args } => commands::serve::run(&api, args).await,
             Command::Migrate { api, command } => commands::migrate::run(&api, command).await,
+            Command::ApiKey {
+                store,
+                output,
+                command,
+            } => commands::api_keys::run(&store, output, command).await,
         }
     });
     match result {

@@ -1,13 +1,33 @@
-//! `sluice server start`: the API and the background services on the embedded SQLite store.
+//! `sluice server start`: the API and the background services on the chosen store.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+use sluice_api::{Auth, Options};
 use sluice_services::{Services, Settings, SystemClock};
-use sluice_store::SqliteStore;
+
+use crate::store::StoreArgs;
+
+/// `--auth`: who may call the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Anyone who can reach the port (fine on a loopback address).
+    None,
+    /// Every request but the health probes needs `Authorization: Bearer <key>` naming a key
+    /// made with `sluice api-key create`.
+    ApiKey,
+}
+
+impl From<AuthMode> for Auth {
+    fn from(mode: AuthMode) -> Auth {
+        match mode {
+            AuthMode::None => Auth::None,
+            AuthMode::ApiKey => Auth::ApiKey,
+        }
+    }
+}
 
 #[derive(Subcommand)]
 pub enum ServerCommand {
@@ -17,25 +37,50 @@ pub enum ServerCommand {
         host: String,
         #[arg(long, env = "SLUICE_PORT", default_value_t = 4200)]
         port: u16,
-        /// SQLite database file (created if missing). Default: the user's data directory.
-        #[arg(long, env = "SLUICE_DB")]
-        db: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Who may call the API. With `api-key`, a deleted key keeps working for up to a
+        /// minute in a running server (successful lookups are cached).
+        #[arg(long, env = "SLUICE_AUTH", value_enum, default_value = "none")]
+        auth: AuthMode,
     },
 }
 
 pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
-    let ServerCommand::Start { host, port, db } = command;
-    let path = db.unwrap_or_else(SqliteStore::default_path);
-    let store = SqliteStore::open(&path)
-        .with_context(|| format!("cannot open the database at {}", path.display()))?;
-    let services = Services::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let ServerCommand::Start {
+        host,
+        port,
+        store,
+        auth,
+    } = command;
+    let location = store.describe();
+    let store = store.open().await?;
+    let services = Services::new(store, Arc::new(SystemClock), Settings::default());
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .with_context(|| format!("{host}:{port} is not a valid listen address"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, db = %path.display(), "sluice server listening; API at http://{addr}/api");
+    match auth {
+        AuthMode::ApiKey => {
+            let keys = services
+                .list_api_keys()
+                .await
+                .context("cannot read the API keys")?;
+            if keys.is_empty() {
+                tracing::warn!(
+                    "--auth api-key but no API key exists: every request will be refused; \
+                     create one with `sluice api-key create NAME`"
+                );
+            }
+        }
+        AuthMode::None if !addr.ip().is_loopback() => {
+            tracing::warn!(%addr, "serving without authentication on a non-loopback address; see --auth");
+        }
+        AuthMode::None => {}
+    }
+    tracing::info!(%addr, store = %location, auth = %Auth::from(auth), "sluice server listening; API at http://{addr}/api");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = {
@@ -49,7 +94,13 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
             },
         ))
     };
-    let app = sluice_api::router(services);
+    let app = sluice_api::router_with(
+        services,
+        Options {
+            auth: auth.into(),
+            ..Options::default()
+        },
+    );
     let mut rx = stop_rx;
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -1,4 +1,7 @@
-//! Test harness: an API over a fresh SQLite file, called in-process through the one router.
+//! Test harness: an API over a fresh SQLite file, called in-process through the one router;
+//! [`aws`] for the tests over DynamoDB and the Lambda handlers.
+
+pub mod aws;
 
 use std::sync::Arc;
 

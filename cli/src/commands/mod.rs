@@ -1,7 +1,9 @@
 //! Resource verbs (`work-pool`, `work-queue`, `worker`, `deployment`, `flow-run`, `variable`):
 //! each talks to the API through `sluice_client`, prints a table or the API's JSON, and turns
 //! failures into one line naming what failed (main prints it as `error: ...`, exit code 1).
+//! `api-key` is the exception: it acts on the store (see its module).
 
+pub mod api_keys;
 pub mod deploy;
 pub mod deployments;
 pub mod flow_runs;
@@ -35,7 +37,7 @@ pub struct ApiArgs {
     /// http://127.0.0.1:4200/api.
     #[arg(long, global = true, env = "SLUICE_API_URL")]
     pub api_url: Option<String>,
-    /// Sent as `Authorization: Bearer KEY`.
+    /// Sent as `Authorization: Bearer KEY`. Default: $SLUICE_API_KEY, else $PREFECT_API_KEY.
     #[arg(long, global = true, env = "SLUICE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Human-readable table, or the API's JSON exactly.
@@ -52,6 +54,17 @@ impl ApiArgs {
             .or_else(|| std::env::var("PREFECT_API_URL").ok())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_API_URL.to_owned())
+    }
+
+    /// Fills what the flags and `SLUICE_*` variables left unset from Prefect's own variables
+    /// (`PREFECT_API_KEY`), as [`ApiArgs::url`] does for the URL, so an environment set up for
+    /// Prefect's CLI works unchanged. Applied once, before any verb reads `api_key`.
+    pub fn apply_prefect_fallbacks(&mut self) {
+        if self.api_key.as_deref().is_none_or(str::is_empty) {
+            self.api_key = std::env::var("PREFECT_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty());
+        }
     }
 
     pub fn context(&self) -> anyhow::Result<Ctx> {
@@ -76,6 +89,11 @@ pub fn failed(what: impl Display) -> impl FnOnce(ClientError) -> anyhow::Error {
     move |e| {
         if e.is_not_found() {
             anyhow::anyhow!("{what} not found")
+        } else if let (Some(401), Some(detail)) = (e.status(), e.detail()) {
+            anyhow::anyhow!(
+                "{what}: the server refused the request (401): {detail} \
+                 (pass --api-key or set SLUICE_API_KEY)"
+            )
         } else if let (Some(status), Some(detail)) = (e.status(), e.detail()) {
             anyhow::anyhow!("{what}: the server answered {status}: {detail}")
         } else {

@@ -5,14 +5,19 @@
 //! Handlers parse the wire format (`dto`), call the services, and convert the answer back; the
 //! rules live in `sluice-services` and `sluice-core`.
 
+mod auth;
 pub mod dto;
 mod error;
 mod extract;
 mod routes;
 
-use axum::Router;
-use sluice_services::Services;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use sluice_services::{ApiKeyCache, Services};
+
+pub use auth::Auth;
 pub use error::{ApiError, ApiResult};
 
 /// The largest request body accepted, by default. Prefect puts no limit in front of its API;
@@ -26,13 +31,69 @@ pub struct AppState {
     pub services: Services,
 }
 
-/// The whole API, mounted at `/api`.
+/// How the router is built. Start from `Options::default()` (no authentication, the default
+/// body limit and key cache) and set what differs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub auth: Auth,
+    /// With [`Auth::ApiKey`]: how long a successful key lookup is reused before the store is
+    /// asked again, so a deleted key may keep working in a running process for this long. Zero
+    /// asks the store on every request.
+    pub key_cache_ttl: Duration,
+    /// The largest request body accepted; bigger ones are answered 413.
+    pub body_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            auth: Auth::None,
+            key_cache_ttl: ApiKeyCache::DEFAULT_TTL,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// The whole API, mounted at `/api`, without authentication.
 pub fn router(services: Services) -> Router {
-    router_with_limit(services, DEFAULT_BODY_LIMIT)
+    router_with(services, Options::default())
 }
 
 pub fn router_with_limit(services: Services, body_limit: usize) -> Router {
-    let api = routes::routes().with_state(AppState { services });
+    router_with(
+        services,
+        Options {
+            body_limit,
+            ..Options::default()
+        },
+    )
+}
+
+/// The whole API, mounted at `/api`, built as `options` say.
+pub fn router_with(services: Services, options: Options) -> Router {
+    let Options {
+        auth,
+        key_cache_ttl,
+        body_limit,
+    } = options;
+    let mut api = routes::routes().with_state(AppState {
+        services: services.clone(),
+    });
+    if auth == Auth::ApiKey {
+        // Layered on the `/api` router itself, so it wraps every route and the fallback, and
+        // runs before any handler reads the request.
+        let check = auth::KeyCheck {
+            services,
+            cache: Arc::new(ApiKeyCache::new(
+                key_cache_ttl,
+                ApiKeyCache::DEFAULT_CAPACITY,
+            )),
+        };
+        api = api.layer(axum::middleware::from_fn_with_state(
+            check,
+            auth::require_api_key,
+        ));
+    }
     Router::new()
         .nest("/api", api)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

@@ -4,6 +4,7 @@
 //! and no clock here; callers pass `now` and any looked-up data in. Every rule about states,
 //! templates and schedules lives in this crate so it can be tested as plain functions.
 
+pub mod api_keys;
 pub mod domain;
 pub mod job_config;
 pub mod orchestration;

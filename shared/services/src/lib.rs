@@ -6,6 +6,7 @@
 //! late-run marker, foreman) are single `tick` functions so a loop, a Lambda invocation or a test
 //! can drive them; each tick does bounded work and is safe to overlap with another.
 
+mod api_keys;
 pub mod background;
 mod clock;
 mod deployments;
@@ -17,6 +18,7 @@ mod runs;
 pub mod scheduler;
 mod templates;
 
+pub use api_keys::ApiKeyCache;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployments::{
     DeploymentInput, DeploymentPatch, DeploymentScheduleInput, FlowRunFromDeployment,

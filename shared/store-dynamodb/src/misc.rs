@@ -348,7 +348,7 @@ impl LogStore for DynamoStore {
             .into_iter()
             .filter(|l| filter.matches(l))
             .collect();
-        logs.sort_by(|a, b| (a.timestamp, a.created, a.id).cmp(&(b.timestamp, b.created, b.id)));
+        logs.sort_by_key(|l| (l.timestamp, l.created, l.id));
         if filter.newest_first {
             logs.reverse();
         }

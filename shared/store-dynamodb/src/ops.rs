@@ -306,10 +306,11 @@ impl DynamoStore {
                     got.iter().map(|i| read_units(item_size(i), true)).sum(),
                 );
                 found.extend(got);
-                if let Some(mut left) = out.unprocessed_keys {
-                    if let Some(k) = left.remove(self.table()) {
-                        pending = k.keys;
-                    }
+                if let Some(k) = out
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(self.table()))
+                {
+                    pending = k.keys;
                 }
                 if !pending.is_empty() {
                     attempt += 1;
@@ -343,10 +344,7 @@ impl DynamoStore {
             while !pending.is_empty() {
                 let pending_sizes: Vec<usize> = pending
                     .iter()
-                    .map(|r| {
-                        r.put_request()
-                            .map_or(0, |p| item_size(p.item()))
-                    })
+                    .map(|r| r.put_request().map_or(0, |p| item_size(p.item())))
                     .collect();
                 let out = self
                     .client()

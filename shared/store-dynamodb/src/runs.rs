@@ -1,7 +1,7 @@
 //! [`RunStore`]: flow runs, their state history, idempotent creation and the run queries.
 //!
-//! A run is one item `RUN#<id>`: the document without its state (`d`), the current state
-//! (`s`), the earlier states (`h`, appended in the same write that changes the state), the
+//! A run is one item `RUN#<id>`: the document without its state (`d`), its states oldest first
+//! (`h`, appended in the same write that changes the state; the last is the current one), the
 //! version every compare-and-set names (`v`) and the attributes indexes and conditions read.
 //! While a run is not final it sits in two sparse indexes: GSI2 (`LIVE#<pool>`, sorted by queue
 //! then next scheduled start) for polls, late runs and concurrency counts, and GSI3
@@ -129,9 +129,6 @@ fn without_state(run: &FlowRun) -> FlowRun {
 fn run_item(store: &DynamoStore, run: &FlowRun, version: u64, history: &[State]) -> Result<Item> {
     let mut item = run_key(run.id);
     item.insert("d".to_owned(), encode(&without_state(run))?);
-    if let Some(st) = &run.state {
-        item.insert("s".to_owned(), encode(st)?);
-    }
     item.insert("v".to_owned(), n(version));
     let h = history.iter().map(encode).collect::<Result<Vec<_>>>()?;
     item.insert("h".to_owned(), AttributeValue::L(h));
@@ -144,10 +141,14 @@ fn run_item(store: &DynamoStore, run: &FlowRun, version: u64, history: &[State])
 
 fn run_from(item: &Item) -> Result<Versioned<FlowRun>> {
     let mut run: FlowRun = crate::item::doc("flow run", item)?;
-    run.state = item
-        .get("s")
-        .map(|v| decode_value("flow run state", v))
-        .transpose()?;
+    // The current state is the history's last entry (stored once, not twice).
+    run.state = match item.get("h") {
+        Some(AttributeValue::L(states)) => states
+            .last()
+            .map(|v| decode_value("flow run state", v))
+            .transpose()?,
+        _ => None,
+    };
     let version = get_n(item, "v").ok_or_else(|| corrupt("flow run", "no version"))?;
     Ok(Versioned {
         value: run,
@@ -169,7 +170,7 @@ fn history_from(item: &Item) -> Result<Vec<State>> {
 fn set_remove(
     mut u: Update,
     set: Vec<(&'static str, AttributeValue)>,
-    remove: Vec<&'static str>,
+    remove: &[&'static str],
     extra_set: &[&str],
 ) -> Update {
     let mut sets: Vec<String> = extra_set.iter().map(|e| (*e).to_owned()).collect();
@@ -312,17 +313,13 @@ impl DynamoStore {
                 conditions.push(format!("st IN ({})", names.join(", ")));
             }
         }
-        if queue.is_none() {
-            if let Some(b) = f.next_scheduled_start_time_before {
-                conditions.push("ns <= :nsb".to_owned());
-                q.values.insert(":nsb".to_owned(), s(ts(b)));
-            }
+        if let (None, Some(b)) = (queue, f.next_scheduled_start_time_before) {
+            conditions.push("ns <= :nsb".to_owned());
+            q.values.insert(":nsb".to_owned(), s(ts(b)));
         }
-        if let Some(deps) = &f.deployment_ids {
-            if deps.len() == 1 {
-                conditions.push("dep = :dep".to_owned());
-                q.values.insert(":dep".to_owned(), s(deps[0].to_string()));
-            }
+        if let Some([dep]) = f.deployment_ids.as_deref() {
+            conditions.push("dep = :dep".to_owned());
+            q.values.insert(":dep".to_owned(), s(dep.to_string()));
         }
         if !conditions.is_empty() {
             q = q.filter(conditions.join(" AND "));
@@ -372,11 +369,9 @@ impl DynamoStore {
             let mut values = HashMap::new();
             values.insert(":k".to_owned(), s("run"));
             let mut filter = "k = :k".to_owned();
-            if let Some(flows) = &f.flow_ids {
-                if flows.len() == 1 {
-                    filter.push_str(" AND fl = :fl");
-                    values.insert(":fl".to_owned(), s(flows[0].to_string()));
-                }
+            if let Some([flow]) = f.flow_ids.as_deref() {
+                filter.push_str(" AND fl = :fl");
+                values.insert(":fl".to_owned(), s(flow.to_string()));
             }
             return self.scan(&filter, values).await;
         };
@@ -403,6 +398,50 @@ impl DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    /// The poll's shape (one queue's live runs by next scheduled start, a page of them): GSI2
+    /// holds that queue's runs in exactly that order, so only as many runs are read as the
+    /// page needs rather than every due run. `None` when the query has another shape.
+    async fn poll_page(
+        &self,
+        f: &FlowRunFilter,
+        sort: FlowRunSort,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Option<Vec<FlowRun>>> {
+        let (Some(limit), Some([queue]), None) = (limit, f.work_queue_ids.as_deref(), &f.ids)
+        else {
+            return Ok(None);
+        };
+        let only_live = f
+            .state_types
+            .as_ref()
+            .is_some_and(|t| t.iter().all(|t| !t.is_terminal()));
+        if sort != FlowRunSort::NextScheduledStartTimeAsc || !only_live {
+            return Ok(None);
+        }
+        let want = offset + limit;
+        let keys: Vec<Item> = self
+            .live_keys(Some(*queue), 0, f)
+            .await?
+            .into_iter()
+            .filter_map(|k| get_s(&k, "pk").map(|pk| key(pk.to_owned(), ONLY)))
+            .collect();
+        let mut runs = Vec::new();
+        for chunk in keys.chunks(want.clamp(1, 100)) {
+            for item in self.batch_get(chunk.to_vec()).await? {
+                let run = run_from(&item)?.value;
+                if f.matches(&run) {
+                    runs.push(run);
+                }
+            }
+            if runs.len() >= want {
+                break;
+            }
+        }
+        runs.sort_by(|a, b| sort.compare(a, b));
+        Ok(Some(page(runs, Some(limit), offset)))
     }
 
     /// Rewrites every run `select` picks with `change` applied (each a compare-and-set,
@@ -464,13 +503,12 @@ impl DynamoStore {
             .condition("attribute_exists(pk) AND v = :expected")
             .value(":expected", n(expected_version));
         if let Some(st) = new_state {
-            set.push(("s", encode(st)?));
             extra.push("h = list_append(if_not_exists(h, :none), :new)");
             u = u
                 .value(":none", AttributeValue::L(Vec::new()))
                 .value(":new", AttributeValue::L(vec![encode(st)?]));
         }
-        let u = set_remove(u, set, remove, &extra);
+        let u = set_remove(u, set, &remove, &extra);
         match self.update(u).await {
             Ok(_) => Ok(next),
             Err(StoreError::Conflict(_)) => match self.read_run_item(run.id).await? {
@@ -540,6 +578,9 @@ impl RunStore for DynamoStore {
         limit: Option<usize>,
         offset: usize,
     ) -> Result<Vec<FlowRun>> {
+        if let Some(runs) = self.poll_page(filter, sort, limit, offset).await? {
+            return Ok(runs);
+        }
         let mut runs: Vec<FlowRun> = self
             .matching_runs(filter)
             .await?

@@ -31,11 +31,7 @@ fn none_of<T: PartialEq>(unwanted: Option<&Vec<T>>, value: Option<&T>) -> bool {
 
 /// Case-insensitive (ASCII) substring, as SQLite's LIKE and Prefect's ILIKE.
 fn like(needle: Option<&String>, value: &str) -> bool {
-    needle.is_none_or(|n| {
-        value
-            .to_ascii_lowercase()
-            .contains(&n.to_ascii_lowercase())
-    })
+    needle.is_none_or(|n| value.to_ascii_lowercase().contains(&n.to_ascii_lowercase()))
 }
 
 fn all_tags(wanted: Option<&Vec<String>>, tags: &[String]) -> bool {
@@ -61,7 +57,10 @@ impl FlowRunFilter {
     pub fn matches(&self, run: &FlowRun) -> bool {
         let state_type: Option<StateType> = run.state_type();
         let state_name = run.state_name().map(str::to_owned);
-        let retry_type = run.empirical_policy.get("retry_type").and_then(|v| v.as_str());
+        let retry_type = run
+            .empirical_policy
+            .get("retry_type")
+            .and_then(|v| v.as_str());
         any_of(self.ids.as_ref(), Some(&run.id))
             && none_of(self.not_ids.as_ref(), Some(&run.id))
             && any_of(self.names.as_ref(), Some(&run.name))
@@ -100,7 +99,11 @@ impl FlowRunFilter {
                 self.next_scheduled_start_time_after,
                 run.next_scheduled_start_time,
             )
-            && within(self.start_time_before, self.start_time_after, run.start_time)
+            && within(
+                self.start_time_before,
+                self.start_time_after,
+                run.start_time,
+            )
             && is_null_matches(self.start_time_is_null, run.start_time.as_ref())
             && !(self.exclude_in_process_retries && retry_type == Some("in_process"))
     }

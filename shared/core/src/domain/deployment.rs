@@ -50,7 +50,11 @@ pub struct Deployment {
     pub updated: Timestamp,
     pub name: String,
     pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::present"
+    )]
     pub version_info: Option<serde_json::Value>,
     pub description: Option<String>,
     pub flow_id: Id,
@@ -58,11 +62,19 @@ pub struct Deployment {
     pub schedules: Vec<DeploymentSchedule>,
     /// Deployment-level concurrency; Prefect accepts it on input and answers null on output.
     pub concurrency_limit: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::present"
+    )]
     pub concurrency_options: Option<serde_json::Value>,
     pub job_variables: JsonMap,
     pub parameters: JsonMap,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::present"
+    )]
     pub parameter_openapi_schema: Option<serde_json::Value>,
     pub enforce_parameter_schema: bool,
     pub pull_steps: Option<Vec<serde_json::Value>>,
@@ -78,8 +90,16 @@ pub struct Deployment {
     pub status: DeploymentStatus,
     pub storage_document_id: Option<Id>,
     pub infrastructure_document_id: Option<Id>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::present"
+    )]
     pub created_by: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::present"
+    )]
     pub updated_by: Option<serde_json::Value>,
 }

@@ -1,7 +1,7 @@
 //! Flow runs (Prefect §6.2).
 
-use serde::{Deserialize, Serialize};
 use super::{Id, JsonMap, State, StateType, Timestamp};
+use serde::{Deserialize, Serialize};
 
 /// Who made a run: for scheduled runs, the schedule (`type: "SCHEDULE"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

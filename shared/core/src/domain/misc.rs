@@ -1,7 +1,7 @@
 //! Flows, variables, block documents and logs.
 
-use serde::{Deserialize, Serialize};
 use super::{Id, JsonMap, Timestamp};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
