@@ -4,24 +4,25 @@
 //! environment's credentials reach) through the requests a worker and Prefect's engine make
 //! for each run, and reads the store's request meter between phases:
 //!
-//! 1. creation: by the scheduler (a deployment arriving with an hourly schedule) and by
+//! 1. creation: by the scheduler (a deployment arriving with a schedule every minute) and by
 //!    `create_flow_run` (a run due now, as `prefect deployment run` makes);
 //! 2. per run, for the runs due now: the worker's poll (`get_scheduled_flow_runs`, one run per poll), its claim
 //!    (`set_state` PENDING), then the engine's read of the run and its RUNNING and COMPLETED
 //!    proposals (each preceded by a read of the run, as the engine does).
 //!
-//! `cargo run --release -p sluice-bench --bin ddb_units` (an hourly schedule: the scheduler's
-//! defaults make 100 runs).
+//! `cargo run --release -p sluice-bench --bin ddb_units` (a schedule every minute: the scheduler's
+//! defaults make an hour of runs).
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use clap::Parser;
 use serde_json::{Value, json};
 use sluice_services::{Services, Settings, SystemClock};
-use sluice_store_dynamodb::{DynamoStore, Retention, Usage};
+use sluice_store_dynamodb::{DynamoStore, Retention, Usage, item_size};
 use tower::ServiceExt;
 
 #[derive(Parser)]
@@ -55,6 +56,30 @@ impl Api {
         }
         Ok(value)
     }
+}
+
+/// Runs a worker's poll hands out at once (Prefect's worker asks for as many as it has room for).
+const PREFETCH: usize = 10;
+
+/// The claim, then the engine's read-and-propose for RUNNING and COMPLETED.
+async fn drive(api: &Api, id: &str) -> Result<()> {
+    for state in ["PENDING", "RUNNING", "COMPLETED"] {
+        if state != "PENDING" {
+            api.call(Method::GET, &format!("/flow_runs/{id}"), None)
+                .await?;
+        }
+        let answer = api
+            .call(
+                Method::POST,
+                &format!("/flow_runs/{id}/set_state"),
+                Some(json!({"state": {"type": state}})),
+            )
+            .await?;
+        if answer["status"] != "ACCEPT" {
+            bail!("{state} for {id} was not accepted: {answer}");
+        }
+    }
+    Ok(())
 }
 
 fn per_run(label: &str, u: Usage, runs: usize) {
@@ -113,7 +138,7 @@ async fn measure(store: &DynamoStore) -> Result<()> {
     let flow = api
         .call(Method::POST, "/flows/", Some(json!({"name": "units"})))
         .await?;
-    // Creation: the deployment arrives with an hourly schedule and the scheduler materialises
+    // Creation: the deployment arrives with a schedule every minute and the scheduler materialises
     // its runs inline; the deployment's own write is part of the cost, spread over its runs.
     store.reset_usage();
     let deployment = api
@@ -125,7 +150,7 @@ async fn measure(store: &DynamoStore) -> Result<()> {
                 "flow_id": flow["id"],
                 "work_pool_name": "units",
                 "schedules": [{
-                    "schedule": {"interval": 3600, "anchor_date": "2026-01-01T00:00:00Z"},
+                    "schedule": {"interval": 60, "anchor_date": "2026-01-01T00:00:00Z"},
                     "active": true,
                 }],
             })),
@@ -166,38 +191,48 @@ async fn measure(store: &DynamoStore) -> Result<()> {
     // The lifecycle, run by run.
     store.reset_usage();
     let far = "2100-01-01T00:00:00Z";
-    for _ in 0..count {
+    let mut last_id = String::new();
+    let mut done = 0;
+    while done < count {
+        // A worker's poll hands out up to `PREFETCH` runs, which it then claims one by one.
         let polled = api
             .call(
                 Method::POST,
                 "/work_pools/units/get_scheduled_flow_runs",
-                Some(json!({"scheduled_before": far, "limit": 1})),
+                Some(json!({"scheduled_before": far, "limit": PREFETCH.min(count - done)})),
             )
             .await?;
-        let id = polled[0]["flow_run"]["id"]
-            .as_str()
-            .context("a polled run")?
-            .to_owned();
-        for state in ["PENDING", "RUNNING", "COMPLETED"] {
-            if state != "PENDING" {
-                api.call(Method::GET, &format!("/flow_runs/{id}"), None)
-                    .await?;
-            }
-            let answer = api
-                .call(
-                    Method::POST,
-                    &format!("/flow_runs/{id}/set_state"),
-                    Some(json!({"state": {"type": state}})),
-                )
-                .await?;
-            if answer["status"] != "ACCEPT" {
-                bail!("{state} for {id} was not accepted: {answer}");
-            }
+        let ids: Vec<String> = polled
+            .as_array()
+            .context("a list of runs")?
+            .iter()
+            .filter_map(|r| r["flow_run"]["id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.is_empty() {
+            bail!("the poll returned no run");
+        }
+        for id in ids {
+            drive(&api, &id).await?;
+            done += 1;
+            last_id = id;
         }
     }
     let lifecycle_usage = store.usage();
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("RUN#{last_id}")))
+        .key("sk", AttributeValue::S("#".to_owned()))
+        .send()
+        .await?
+        .item
+        .context("the run's item")?;
+    let run_item_bytes = item_size(&item);
 
-    println!("DynamoDB cost per flow run, base table, by item size:");
+    println!(
+        "DynamoDB cost per flow run, base table, by item size (a finished run's item: {run_item_bytes} bytes; polls of up to {PREFETCH}):"
+    );
     per_run(
         &format!("created by the scheduler ({scheduled})"),
         created_usage,

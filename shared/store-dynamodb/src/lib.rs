@@ -14,7 +14,7 @@ mod pools;
 mod runs;
 pub mod schema;
 
-pub use ops::Usage;
+pub use ops::{Usage, item_size};
 
 use std::sync::Arc;
 
@@ -61,6 +61,7 @@ struct Inner {
     table: String,
     retention: Retention,
     meter: ops::Meter,
+    histories: std::sync::Mutex<runs::Histories>,
 }
 
 impl DynamoStore {
@@ -72,6 +73,7 @@ impl DynamoStore {
                 table: table.into(),
                 retention,
                 meter: ops::Meter::default(),
+                histories: std::sync::Mutex::default(),
             }),
         }
     }

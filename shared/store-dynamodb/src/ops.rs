@@ -58,7 +58,7 @@ fn reported(cs: &[&ConsumedCapacity]) -> f64 {
 }
 
 /// An item's size as DynamoDB bills it: attribute names plus values.
-pub(crate) fn item_size(item: &Item) -> usize {
+pub fn item_size(item: &Item) -> usize {
     item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
 }
 

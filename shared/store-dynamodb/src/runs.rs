@@ -130,8 +130,7 @@ fn run_item(store: &DynamoStore, run: &FlowRun, version: u64, history: &[State])
     let mut item = run_key(run.id);
     item.insert("d".to_owned(), encode(&without_state(run))?);
     item.insert("v".to_owned(), n(version));
-    let h = history.iter().map(encode).collect::<Result<Vec<_>>>()?;
-    item.insert("h".to_owned(), AttributeValue::L(h));
+    item.insert("h".to_owned(), encode(&history)?);
     let (set, _) = derived(store, run);
     for (k, v) in set {
         item.insert(k.to_owned(), v);
@@ -139,30 +138,53 @@ fn run_item(store: &DynamoStore, run: &FlowRun, version: u64, history: &[State])
     Ok(item)
 }
 
-fn run_from(item: &Item) -> Result<Versioned<FlowRun>> {
+/// The run and its states, oldest first (the last is the run's current state).
+fn run_from(item: &Item) -> Result<(Versioned<FlowRun>, Vec<State>)> {
     let mut run: FlowRun = crate::item::doc("flow run", item)?;
-    // The current state is the history's last entry (stored once, not twice).
-    run.state = match item.get("h") {
-        Some(AttributeValue::L(states)) => states
-            .last()
-            .map(|v| decode_value("flow run state", v))
-            .transpose()?,
-        _ => None,
+    let history: Vec<State> = match item.get("h") {
+        Some(h) => decode_value("flow run states", h)?,
+        None => Vec::new(),
     };
+    run.state = history.last().cloned();
     let version = get_n(item, "v").ok_or_else(|| corrupt("flow run", "no version"))?;
-    Ok(Versioned {
-        value: run,
-        version,
-    })
+    Ok((
+        Versioned {
+            value: run,
+            version,
+        },
+        history,
+    ))
 }
 
-fn history_from(item: &Item) -> Result<Vec<State>> {
-    match item.get("h") {
-        Some(AttributeValue::L(states)) => states
-            .iter()
-            .map(|v| decode_value("flow run state", v))
-            .collect(),
-        _ => Ok(Vec::new()),
+/// The states of runs this process read or wrote last, by version. A state commit appends to
+/// the history it names the version of; when that version is here (the services read a run
+/// right before committing to it) the commit needs no read. Correct because the write is
+/// conditional on that very version.
+#[derive(Debug, Default)]
+pub(crate) struct Histories {
+    entries: HashMap<Id, (u64, Vec<State>)>,
+    order: std::collections::VecDeque<Id>,
+}
+
+const HISTORIES_KEPT: usize = 4096;
+
+impl Histories {
+    fn put(&mut self, id: Id, version: u64, states: Vec<State>) {
+        if self.entries.insert(id, (version, states)).is_none() {
+            self.order.push_back(id);
+            while self.order.len() > HISTORIES_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.entries.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, id: Id, version: u64) -> Option<Vec<State>> {
+        match self.entries.get(&id) {
+            Some((v, _)) if *v == version => self.entries.remove(&id).map(|(_, h)| h),
+            _ => None,
+        }
     }
 }
 
@@ -202,10 +224,32 @@ impl DynamoStore {
         self.get(run_key(id)).await
     }
 
+    /// Reads a run, remembering its states for a commit that follows.
+    async fn read_run(&self, id: Id) -> Result<Option<(Versioned<FlowRun>, Vec<State>)>> {
+        let Some(item) = self.read_run_item(id).await? else {
+            return Ok(None);
+        };
+        let (run, history) = run_from(&item)?;
+        self.histories().put(id, run.version, history.clone());
+        Ok(Some((run, history)))
+    }
+
+    fn histories(&self) -> std::sync::MutexGuard<'_, Histories> {
+        // A panic while holding this lock cannot leave the map inconsistent; keep going.
+        self.inner
+            .histories
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Writes a new run; `Conflict` when its id is taken.
     async fn put_new_run(&self, run: &FlowRun) -> Result<()> {
         let history: Vec<State> = run.state.iter().cloned().collect();
-        let item = run_item(self, run, 1, &history)?;
+        // A run's first version is the creation instant in microseconds rather than 1, so a
+        // run deleted and created again under the same id never repeats a version (a cached
+        // history, here or in another process, is keyed by it).
+        let first = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(1);
+        let item = run_item(self, run, first, &history)?;
         self.put(item, Some("attribute_not_exists(pk)"), None, None)
             .await
             .map_err(|e| match e {
@@ -248,7 +292,7 @@ impl DynamoStore {
             for attempt in 0..20u64 {
                 if let Some(item) = self.read_run_item(holder).await? {
                     return Ok(Created {
-                        value: run_from(&item)?.value,
+                        value: run_from(&item)?.0.value,
                         created: false,
                     });
                 }
@@ -392,7 +436,7 @@ impl DynamoStore {
             if get_s(&item, "k") != Some("run") {
                 continue;
             }
-            let run = run_from(&item)?;
+            let run = run_from(&item)?.0;
             if f.matches(&run.value) {
                 out.push(run);
             }
@@ -431,7 +475,7 @@ impl DynamoStore {
         let mut runs = Vec::new();
         for chunk in keys.chunks(want.clamp(1, 100)) {
             for item in self.batch_get(chunk.to_vec()).await? {
-                let run = run_from(&item)?.value;
+                let run = run_from(&item)?.0.value;
                 if f.matches(&run) {
                     runs.push(run);
                 }
@@ -498,19 +542,37 @@ impl DynamoStore {
         let (mut set, remove) = derived(self, run);
         set.push(("d", encode(&without_state(run))?));
         set.push(("v", n(next)));
-        let mut extra: Vec<&str> = Vec::new();
-        let mut u = Update::new(run_key(run.id), "")
+        let u = Update::new(run_key(run.id), "")
             .condition("attribute_exists(pk) AND v = :expected")
             .value(":expected", n(expected_version));
+        let mut history = None;
         if let Some(st) = new_state {
-            extra.push("h = list_append(if_not_exists(h, :none), :new)");
-            u = u
-                .value(":none", AttributeValue::L(Vec::new()))
-                .value(":new", AttributeValue::L(vec![encode(st)?]));
+            let cached = self.histories().take(run.id, expected_version);
+            let mut states = match cached {
+                Some(states) => states,
+                None => match self.read_run(run.id).await? {
+                    Some((stored, states)) if stored.version == expected_version => states,
+                    Some(_) => {
+                        return Err(StoreError::Conflict(format!(
+                            "flow run {} changed since version {expected_version}",
+                            run.id
+                        )));
+                    }
+                    None => return Err(StoreError::NotFound(format!("flow run {}", run.id))),
+                },
+            };
+            states.push(st.clone());
+            set.push(("h", encode(&states)?));
+            history = Some(states);
         }
-        let u = set_remove(u, set, &remove, &extra);
+        let u = set_remove(u, set, &remove, &[]);
         match self.update(u).await {
-            Ok(_) => Ok(next),
+            Ok(_) => {
+                if let Some(states) = history {
+                    self.histories().put(run.id, next, states);
+                }
+                Ok(next)
+            }
             Err(StoreError::Conflict(_)) => match self.read_run_item(run.id).await? {
                 Some(_) => Err(StoreError::Conflict(format!(
                     "flow run {} changed since version {expected_version}",
@@ -564,11 +626,7 @@ impl RunStore for DynamoStore {
     }
 
     async fn read_flow_run(&self, id: Id) -> Result<Option<Versioned<FlowRun>>> {
-        self.read_run_item(id)
-            .await?
-            .as_ref()
-            .map(run_from)
-            .transpose()
+        Ok(self.read_run(id).await?.map(|(run, _)| run))
     }
 
     async fn list_flow_runs(
@@ -620,17 +678,18 @@ impl RunStore for DynamoStore {
     }
 
     async fn read_flow_run_states(&self, run_id: Id) -> Result<Vec<State>> {
-        match self.read_run_item(run_id).await? {
-            Some(item) => history_from(&item),
-            None => Ok(Vec::new()),
-        }
+        Ok(self
+            .read_run(run_id)
+            .await?
+            .map(|(_, states)| states)
+            .unwrap_or_default())
     }
 
     async fn delete_flow_run(&self, id: Id) -> Result<bool> {
         let Some(item) = self.read_run_item(id).await? else {
             return Ok(false);
         };
-        let run = run_from(&item)?.value;
+        let run = run_from(&item)?.0.value;
         let gone = self.delete(run_key(id), None, None).await?;
         if let Some(k) = &run.idempotency_key {
             let mut values = HashMap::new();
