@@ -5,7 +5,8 @@
 #   ./infra/test.sh [cargo test arguments...]
 #   ./infra/test.sh -p sluice-tests --test template    (one package: no --workspace)
 #
-# Installs moto into the tools virtualenv when missing (needs python3 with venv/pip), starts it
+# Installs moto (and Prefect, for the stock-client test) into virtualenvs under target/ when
+# missing (needs python3 with venv/pip and PyPI), starts moto
 # on 127.0.0.1:${MOTO_PORT:-5123} unless it already runs there, and stops it afterwards if it
 # started it. With SLUICE_REQUIRE_AWS=1 the AWS tests fail instead of skipping when they cannot
 # reach the endpoint.
@@ -38,6 +39,14 @@ export AWS_DEFAULT_REGION=us-east-1
 export SLUICE_REQUIRE_AWS=1
 # Credentials or a profile from the user's ~/.aws must not leak into the tests.
 unset AWS_SESSION_TOKEN AWS_PROFILE
+
+# Prefect's own client for the compatibility test (cli/tests/prefect_client.rs), in a
+# virtualenv of its own. Offline, SLUICE_SKIP_PREFECT=1 skips that test instead.
+if [ "${SLUICE_SKIP_PREFECT:-0}" != "1" ]; then
+    SLUICE_PREFECT_VENV="$(SLUICE_TOOLS="$repo/target/prefect" infra/tools.sh prefect)"
+    export SLUICE_PREFECT_VENV
+    export SLUICE_REQUIRE_PREFECT=1
+fi
 
 # `--workspace` would override a `-p` given here, so it is added only when no package is named.
 scope=(--workspace)

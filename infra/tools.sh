@@ -2,7 +2,7 @@
 # Installs the Python-packaged tools the tests and CI use into one virtualenv, each at a pinned
 # version, and only when it is not there yet.
 #
-#   infra/tools.sh [TOOL...]     TOOL: moto | cfn-lint | cargo-lambda | sam   (default: moto)
+#   infra/tools.sh [TOOL...]     TOOL: moto | cfn-lint | cargo-lambda | sam | prefect (default: moto)
 #
 # The virtualenv lives at $SLUICE_TOOLS (default: target/tools in the repository); put its bin/
 # on PATH to use the tools. Prints the virtualenv's path on stdout. Needs python3 with venv/pip.
@@ -18,8 +18,11 @@ requirements_of() {
         cfn-lint) echo "cfn-lint==1.58.0" ;;
         cargo-lambda) echo "cargo-lambda==1.9.2 ziglang==0.15.1" ;;
         sam) echo "aws-sam-cli==1.170.0" ;;
+        # Prefect's client for the compatibility test; its own virtualenv (SLUICE_TOOLS), as
+        # its dependencies are not the other tools' business.
+        prefect) echo "prefect==3.9.1" ;;
         *)
-            echo "infra/tools.sh: unknown tool '$1' (known: moto cfn-lint cargo-lambda sam)" >&2
+            echo "infra/tools.sh: unknown tool '$1' (known: moto cfn-lint cargo-lambda sam prefect)" >&2
             return 2
             ;;
     esac
