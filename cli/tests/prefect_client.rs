@@ -155,7 +155,13 @@ fn stock_prefect_cli_and_worker_drive_sluice() {
     prefect.run_in(
         project.path(),
         &[
-            "worker", "start", "--pool", "compat", "--type", "process", "--run-once",
+            "worker",
+            "start",
+            "--pool",
+            "compat",
+            "--type",
+            "process",
+            "--run-once",
         ],
         Duration::from_secs(240),
     );
@@ -172,11 +178,16 @@ fn stock_prefect_cli_and_worker_drive_sluice() {
         .filter_map(|l| l["message"].as_str())
         .collect();
     assert!(
-        messages.iter().any(|m| m.contains("hello prefect from sluice")),
+        messages
+            .iter()
+            .any(|m| m.contains("hello prefect from sluice")),
         "the flow's log line reached sluice: {messages:?}"
     );
     let runs = prefect.run(&["flow-run", "ls"]);
-    assert!(runs.contains(&run_id) && runs.contains("COMPLETED"), "{runs}");
+    assert!(
+        runs.contains(&run_id) && runs.contains("COMPLETED"),
+        "{runs}"
+    );
 
     // Cancel a run nobody picked up.
     let waiting = printed_run_id(&prefect.run(&["deployment", "run", "greet/nightly"]));

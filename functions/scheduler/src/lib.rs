@@ -225,19 +225,7 @@ impl<T> Outcome<T> {
     }
 }
 
-/// The same JSON log format as the api function: one object per line on stdout, `RUST_LOG`
-/// filter (default `info`), no timestamps of our own (CloudWatch stamps every line).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .without_time()
-        .with_current_span(false)
-        .init();
-}
+pub use sluice_lambda::init_tracing;
 
 #[cfg(test)]
 mod tests {

@@ -532,26 +532,24 @@ pub(crate) mod tx {
         sluice_store::StoreError::Backend(Box::new(e))
     }
 
-    /// A put that requires the key to be new.
-    pub fn put_new(table: &str, item: Item) -> Result<TransactWriteItem> {
+    fn conditional_put(table: &str, item: Item, condition: &str) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(condition)
             .build()
             .map_err(backend)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// A put that requires the key to be new.
+    pub fn put_new(table: &str, item: Item) -> Result<TransactWriteItem> {
+        conditional_put(table, item, "attribute_not_exists(pk)")
+    }
+
     /// A put that requires the key to exist already.
     pub fn put_existing(table: &str, item: Item) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(backend)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        conditional_put(table, item, "attribute_exists(pk)")
     }
 
     pub fn delete(table: &str, key: Item) -> Result<TransactWriteItem> {
