@@ -1048,3 +1048,34 @@ async fn flow_run_filter_refuses_what_it_cannot_apply() {
         }
     }
 }
+
+/// Prefect's rules let PENDING follow COMPLETED (a manual rerun); a worker's claim (Sluice's
+/// `claim` field) holds only while the run is SCHEDULED, so a claim made on a stale poll after
+/// another worker finished the run is aborted and nothing is written.
+#[tokio::test]
+async fn a_claim_holds_only_while_the_run_is_scheduled() {
+    let app = TestApp::new();
+    let f = flow(&app, "claims").await;
+    let run = scheduled_run(&app, &f, -5).await;
+    let path = format!("/flow_runs/{}/set_state", id(&run));
+    let (status, first) = app
+        .post(&path, json!({"state": {"type": "PENDING"}, "claim": true}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["status"], "ACCEPT");
+    for next in ["RUNNING", "COMPLETED"] {
+        let (_, answer) = set_state(&app, &run, json!({"type": next})).await;
+        assert_eq!(answer["status"], "ACCEPT", "{next}: {answer}");
+    }
+    let (status, late) = app
+        .post(&path, json!({"state": {"type": "PENDING"}, "claim": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{late}");
+    assert_eq!(late["status"], "ABORT", "{late}");
+    assert_eq!(late["state"]["type"], "COMPLETED");
+    let (_, stored) = app.get(&format!("/flow_runs/{}", id(&run))).await;
+    assert_eq!(stored["state"]["type"], "COMPLETED");
+    // Without the field, Prefect's own semantics: the rerun is accepted.
+    let (_, rerun) = set_state(&app, &run, json!({"type": "PENDING"})).await;
+    assert_eq!(rerun["status"], "ACCEPT", "{rerun}");
+}

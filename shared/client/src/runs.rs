@@ -190,11 +190,27 @@ impl Client {
         state: &Value,
         force: bool,
     ) -> Result<SetStateResult, ClientError> {
+        self.propose(id, &json!({ "state": state, "force": force }))
+            .await
+    }
+
+    /// A worker's claim: PENDING, accepted only while the run is still SCHEDULED (Sluice's
+    /// `claim` field), so a claim made on a stale poll never restarts a finished run.
+    pub async fn claim_flow_run(
+        &self,
+        id: &str,
+        state: &Value,
+    ) -> Result<SetStateResult, ClientError> {
+        self.propose(
+            id,
+            &json!({ "state": state, "force": false, "claim": true }),
+        )
+        .await
+    }
+
+    async fn propose(&self, id: &str, body: &Value) -> Result<SetStateResult, ClientError> {
         let answer = self
-            .post_json(
-                &format!("flow_runs/{}/set_state", encode(id)),
-                &json!({ "state": state, "force": force }),
-            )
+            .post_json(&format!("flow_runs/{}/set_state", encode(id)), body)
             .await?;
         let details = answer.get("details");
         Ok(SetStateResult {

@@ -132,7 +132,17 @@ impl Services {
         state: State,
         force: bool,
     ) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, state, force, false)
+        self.orchestrate_and_commit(run_id, state, force, false, false)
+            .await
+    }
+
+    /// A claim that holds only while the run is still SCHEDULED: `set_state` with a
+    /// precondition checked against the version the commit names. Prefect's rules accept
+    /// PENDING from a COMPLETED or FAILED run (a manual rerun), so a worker acting on a stale
+    /// poll could otherwise start a run that another worker already finished; with this, that
+    /// late claim is aborted instead.
+    pub async fn claim_flow_run(&self, run_id: Id, state: State) -> Result<SetStateResult> {
+        self.orchestrate_and_commit(run_id, state, false, false, true)
             .await
     }
 
@@ -143,7 +153,8 @@ impl Services {
         run_id: Id,
         late: State,
     ) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, late, false, true).await
+        self.orchestrate_and_commit(run_id, late, false, true, false)
+            .await
     }
 
     async fn orchestrate_and_commit(
@@ -152,12 +163,26 @@ impl Services {
         state: State,
         force: bool,
         mark_late: bool,
+        only_from_scheduled: bool,
     ) -> Result<SetStateResult> {
         for _ in 0..CAS_ATTEMPTS {
             let Versioned {
                 value: run,
                 version,
             } = self.read_flow_run(run_id).await?;
+            if only_from_scheduled && run.state_type() != Some(StateType::Scheduled) {
+                return Ok(SetStateResult {
+                    status: SetStateStatus::Abort,
+                    reason: Some(format!(
+                        "The run is no longer SCHEDULED (it is {}); it is not claimed.",
+                        run.state_type()
+                            .map_or("without a state", StateType::as_str)
+                    )),
+                    state: run.state,
+                    delay_seconds: None,
+                    committed: false,
+                });
+            }
             // A claim counts the deployment's active runs; hold its lock until the commit.
             let _claim_guard = match run.deployment_id {
                 Some(d) if state.state_type == StateType::Pending => {

@@ -96,7 +96,7 @@ pub(crate) async fn execute(
 
     // The claim: the server accepts exactly one PENDING proposal per run.
     match client
-        .set_flow_run_state(&id, &state("PENDING", "Pending", None), false)
+        .claim_flow_run(&id, &state("PENDING", "Pending", None))
         .await
     {
         Ok(r) if r.accepted() && r.state_type() == Some("PENDING") => {}

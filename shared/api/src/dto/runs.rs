@@ -80,6 +80,10 @@ pub struct SetStateBody {
     pub state: StateCreate,
     #[serde(default)]
     pub force: bool,
+    /// Sluice's own field (Prefect's clients never send it): accept only while the run is
+    /// SCHEDULED. Sluice's worker claims with it.
+    #[serde(default)]
+    pub claim: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -196,10 +196,13 @@ pub async fn set_state(
     Body(body): Body<SetStateBody>,
 ) -> ApiResult<(StatusCode, Json<OrchestrationResultResponse>)> {
     let state = body.state.into_state(app.services.now());
-    let result = app
-        .services
-        .set_flow_run_state(id, state, body.force)
-        .await?;
+    let result = if body.claim && !body.force {
+        app.services.claim_flow_run(id, state).await?
+    } else {
+        app.services
+            .set_flow_run_state(id, state, body.force)
+            .await?
+    };
     let (status, details) = match result.status {
         SetStateStatus::Accept => ("ACCEPT", json!({ "type": "accept_details" })),
         SetStateStatus::Reject => (
