@@ -2,12 +2,14 @@
 //! throughput and latency percentiles. It works against `sluice server` and a Prefect server
 //! alike, so the two can be compared in one run.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
-use sluice_bench::post;
+use sluice_bench::{Retries, percentile, post_retrying};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum Scenario {
@@ -31,26 +33,48 @@ struct Args {
     seconds: u64,
 }
 
+/// What every client shares besides the HTTP client.
+struct Shared {
+    retries: Retries,
+    /// Calls that still failed after every retry (not timed, not counted as requests).
+    failed: AtomicU64,
+    /// The first such failure, for the report.
+    first_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, e: &anyhow::Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_failure.lock().expect("lock");
+        if first.is_none() {
+            *first = Some(format!("{e:#}"));
+        }
+    }
+}
+
 /// A pool, flow and deployment to run against; unique names per invocation.
-async fn setup(http: &reqwest::Client, api: &str) -> anyhow::Result<String> {
+async fn setup(http: &reqwest::Client, api: &str, shared: &Shared) -> anyhow::Result<String> {
     let tag = format!("{}", std::process::id());
     let pool = format!("bench-{tag}");
-    post(
+    post_retrying(
         http,
         &format!("{api}/work_pools/"),
         &json!({"name": pool, "type": "process"}),
+        &shared.retries,
     )
     .await?;
-    let flow = post(
+    let flow = post_retrying(
         http,
         &format!("{api}/flows/"),
         &json!({"name": format!("bench-flow-{tag}")}),
+        &shared.retries,
     )
     .await?;
-    let dep = post(
+    let dep = post_retrying(
         http,
         &format!("{api}/deployments/"),
         &json!({"flow_id": flow["id"], "name": "bench", "work_pool_name": pool}),
+        &shared.retries,
     )
     .await?;
     dep["id"]
@@ -66,44 +90,59 @@ async fn client_loop(
     scenario: Scenario,
     warmup_end: Instant,
     end: Instant,
-) -> anyhow::Result<Vec<Duration>> {
+    shared: Arc<Shared>,
+) -> Vec<Duration> {
     let mut latencies = Vec::new();
     let create = format!("{api}/deployments/{deployment}/create_flow_run");
     while Instant::now() < end {
         match scenario {
             Scenario::CreateRun => {
                 let t = Instant::now();
-                post(&http, &create, &json!({})).await?;
-                if t >= warmup_end {
-                    latencies.push(t.elapsed());
+                match post_retrying(&http, &create, &json!({}), &shared.retries).await {
+                    Ok(_) if t >= warmup_end => latencies.push(t.elapsed()),
+                    Ok(_) => {}
+                    Err(e) => shared.fail(&e),
                 }
             }
             Scenario::SetState => {
-                let run = post(&http, &create, &json!({"state": {"type": "SCHEDULED"}})).await?;
-                let id = run["id"].as_str().context("run id")?.to_owned();
+                let body = json!({"state": {"type": "SCHEDULED"}});
+                let id = match post_retrying(&http, &create, &body, &shared.retries).await {
+                    Ok(run) => match run["id"].as_str() {
+                        Some(id) => id.to_owned(),
+                        None => {
+                            shared.fail(&anyhow::anyhow!("no run id in {run}"));
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        shared.fail(&e);
+                        continue;
+                    }
+                };
                 let url = format!("{api}/flow_runs/{id}/set_state");
                 for state in ["PENDING", "RUNNING", "COMPLETED"] {
                     let t = Instant::now();
-                    let out = post(&http, &url, &json!({"state": {"type": state}})).await?;
-                    if out["status"] != "ACCEPT" {
-                        bail!("{state} was not accepted: {out}");
-                    }
-                    if t >= warmup_end {
-                        latencies.push(t.elapsed());
+                    let body = json!({"state": {"type": state}});
+                    match post_retrying(&http, &url, &body, &shared.retries).await {
+                        Ok(out) if out["status"] == "ACCEPT" => {
+                            if t >= warmup_end {
+                                latencies.push(t.elapsed());
+                            }
+                        }
+                        Ok(out) => {
+                            shared.fail(&anyhow::anyhow!("{state} was not accepted: {out}"));
+                            break;
+                        }
+                        Err(e) => {
+                            shared.fail(&e);
+                            break;
+                        }
                     }
                 }
             }
         }
     }
-    Ok(latencies)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    latencies
 }
 
 #[tokio::main]
@@ -113,7 +152,13 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.clients)
         .build()?;
     let api = args.api.trim_end_matches('/').to_owned();
-    let deployment = setup(&http, &api).await?;
+    let shared = Arc::new(Shared {
+        retries: Retries::default(),
+        failed: AtomicU64::new(0),
+        first_failure: std::sync::Mutex::new(None),
+    });
+    let deployment = setup(&http, &api, &shared).await?;
+    let setup_retries = shared.retries.count();
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
@@ -126,14 +171,16 @@ async fn main() -> anyhow::Result<()> {
             args.scenario,
             warmup_end,
             end,
+            shared.clone(),
         )));
     }
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await??);
+        all.extend(t.await?);
     }
     all.sort();
     let secs = args.seconds as f64;
+    let failed = shared.failed.load(Ordering::Relaxed);
     let out = json!({
         "scenario": format!("{:?}", args.scenario),
         "clients": args.clients,
@@ -142,6 +189,9 @@ async fn main() -> anyhow::Result<()> {
         "throughput_per_s": (all.len() as f64 / secs).round(),
         "p50_ms": percentile(&all, 50.0).as_secs_f64() * 1000.0,
         "p99_ms": percentile(&all, 99.0).as_secs_f64() * 1000.0,
+        "busy_retries": shared.retries.count() - setup_retries,
+        "failed": failed,
+        "first_failure": *shared.first_failure.lock().expect("lock"),
     });
     println!("{out}");
     Ok(())
