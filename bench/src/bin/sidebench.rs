@@ -94,6 +94,33 @@ fn scheduled_filter(key: &str, id: &str) -> Value {
     })
 }
 
+/// A fresh process pool and a flow, named after `prefix` and this process: the pool's name and
+/// the flow as the API answered it.
+async fn pool_and_flow(
+    http: &reqwest::Client,
+    api: &str,
+    prefix: &str,
+    retries: &Arc<Retries>,
+) -> anyhow::Result<(String, Value)> {
+    let tag = std::process::id();
+    let pool = format!("{prefix}-{tag}");
+    post_retrying(
+        http,
+        &format!("{api}/work_pools/"),
+        &json!({"name": pool, "type": "process"}),
+        retries,
+    )
+    .await?;
+    let flow = post_retrying(
+        http,
+        &format!("{api}/flows/"),
+        &json!({"name": format!("{prefix}-flow-{tag}")}),
+        retries,
+    )
+    .await?;
+    Ok((pool, flow))
+}
+
 async fn poll(
     http: &reqwest::Client,
     api: &str,
@@ -103,22 +130,7 @@ async fn poll(
     limit: usize,
 ) -> anyhow::Result<Value> {
     let retries = Arc::new(Retries::default());
-    let tag = std::process::id();
-    let pool = format!("poll-{tag}");
-    post_retrying(
-        http,
-        &format!("{api}/work_pools/"),
-        &json!({"name": pool, "type": "process"}),
-        &retries,
-    )
-    .await?;
-    let flow = post_retrying(
-        http,
-        &format!("{api}/flows/"),
-        &json!({"name": format!("poll-flow-{tag}")}),
-        &retries,
-    )
-    .await?;
+    let (pool, flow) = pool_and_flow(http, api, "poll", &retries).await?;
     let dep = post_retrying(
         http,
         &format!("{api}/deployments/"),
@@ -209,22 +221,7 @@ async fn materialise(
     timeout: Duration,
 ) -> anyhow::Result<Value> {
     let retries = Arc::new(Retries::default());
-    let tag = std::process::id();
-    let pool = format!("mat-{tag}");
-    post_retrying(
-        http,
-        &format!("{api}/work_pools/"),
-        &json!({"name": pool, "type": "process"}),
-        &retries,
-    )
-    .await?;
-    let flow = post_retrying(
-        http,
-        &format!("{api}/flows/"),
-        &json!({"name": format!("mat-flow-{tag}")}),
-        &retries,
-    )
-    .await?;
+    let (pool, flow) = pool_and_flow(http, api, "mat", &retries).await?;
     let flow = id_of(&flow)?;
     let filter = scheduled_filter("flows", &flow);
     let expected = deployments * expect_per_deployment;
