@@ -585,7 +585,7 @@ impl DynamoStore {
     }
 }
 
-/// A guard whose creation time cannot be read is treated as abandoned only by age checks.
+/// A guard without a readable creation time (not one this code wrote) counts as abandoned.
 fn held_is_old(held: &Item) -> bool {
     get_n(held, "at").is_none()
 }
