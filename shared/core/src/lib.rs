@@ -9,6 +9,7 @@ pub mod domain;
 pub mod job_config;
 pub mod orchestration;
 pub mod pool_types;
+pub mod push;
 pub mod schedules;
 pub mod schema;
 pub mod templating;

@@ -74,10 +74,9 @@
 //!   `env` as `[{name, value}]` (nulls dropped) and the final `labels` as `tags`;
 //! - on Fargate, add the network and platform settings that `RegisterJobDefinition` needs.
 //!
-//! `vcpus` and `memory` are in both the definition and the overrides, so they also apply when a
-//! `job_definition_arn` is given: the pool's defaults (1 vCPU, 2048 MiB) then replace that
-//! definition's resources. A pool meant to run existing definitions with their own resources
-//! should drop those two defaults from its template.
+//! `vcpus` and `memory` have no pool default: a registered definition gets 1 vCPU and 2048 MiB
+//! when they are empty, and with a `job_definition_arn` they are sent as overrides only when set,
+//! so an existing definition keeps its own resources (`sluice_core::push::batch`).
 //!
 //! Nothing here performs I/O.
 
@@ -595,7 +594,7 @@ mod tests {
         assert_eq!(
             defaults_of(&t),
             json!({
-                "env": {}, "labels": {}, "vcpus": 1, "memory": 2048, "retry_attempts": 1,
+                "env": {}, "labels": {}, "retry_attempts": 1,
                 "platform_capabilities": "FARGATE", "propagate_tags": false,
             })
         );
