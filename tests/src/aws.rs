@@ -185,3 +185,38 @@ pub async fn invoke_http(router: &axum::Router, event: Value) -> HttpAnswer {
     };
     HttpAnswer { status, body, raw }
 }
+
+/// What `infra/aws_fixture.py` provisioned: an ECS cluster and a Batch job queue in the default
+/// VPC, for the push tests.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PushTarget {
+    pub cluster: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub job_queue: String,
+}
+
+/// Runs `infra/aws_fixture.py NAME` with the tools' Python (boto3 comes with moto there;
+/// `SLUICE_TOOLS` moves it as it moves the tools) against the same endpoint as the tests.
+pub fn push_target(name: &str) -> PushTarget {
+    let repo: PathBuf = [env!("CARGO_MANIFEST_DIR"), ".."].iter().collect();
+    let tools = std::env::var_os("SLUICE_TOOLS")
+        .map_or_else(|| repo.join("target").join("tools"), PathBuf::from);
+    let python = tools.join("bin").join("python");
+    let out = std::process::Command::new(&python)
+        .arg(repo.join("infra").join("aws_fixture.py"))
+        .arg(name)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (install it with infra/tools.sh moto): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "infra/aws_fixture.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the fixture prints JSON")
+}

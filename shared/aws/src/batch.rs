@@ -46,7 +46,10 @@ pub(crate) async fn submit(
     };
     let request = submit_request(clients, &plan.submit_job, &definition)?;
     limiter.until_ready().await;
-    let out = request.send().await.map_err(|e| classify("SubmitJob", e))?;
+    let out = request
+        .send()
+        .await
+        .map_err(|e| classify("SubmitJob", &e))?;
     Ok(Submitted {
         infrastructure_id: out
             .job_id()
@@ -70,7 +73,7 @@ async fn find(clients: &Clients, queue: &str, name: &str) -> Result<Option<Strin
         )
         .send()
         .await
-        .map_err(|e| classify("ListJobs", e))?;
+        .map_err(|e| classify("ListJobs", &e))?;
     Ok(out
         .job_summary_list()
         .iter()
@@ -96,7 +99,7 @@ async fn ensure_definition(
         .status("ACTIVE")
         .send()
         .await
-        .map_err(|e| classify("DescribeJobDefinitions", e))?;
+        .map_err(|e| classify("DescribeJobDefinitions", &e))?;
     let existing = out.job_definitions().iter().find(|d| {
         d.tags()
             .is_some_and(|t| t.get(CONTENT_HASH_TAG).map(String::as_str) == Some(hash))
@@ -234,7 +237,7 @@ async fn register(
     let out = req
         .send()
         .await
-        .map_err(|e| classify("RegisterJobDefinition", e))?;
+        .map_err(|e| classify("RegisterJobDefinition", &e))?;
     out.job_definition_arn()
         .map(str::to_owned)
         .ok_or_else(|| InfraError::Transient("RegisterJobDefinition returned no ARN".to_owned()))
@@ -313,7 +316,7 @@ pub(crate) async fn observe(
             .set_jobs(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(|e| classify("DescribeJobs", e))?;
+            .map_err(|e| classify("DescribeJobs", &e))?;
         for j in out.jobs() {
             let Some(id) = j.job_id() else { continue };
             found.insert(
@@ -356,5 +359,5 @@ pub(crate) async fn stop(clients: &Clients, id: &str, reason: &str) -> Result<()
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| classify("TerminateJob", e))
+        .map_err(|e| classify("TerminateJob", &e))
 }

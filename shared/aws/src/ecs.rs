@@ -68,7 +68,7 @@ pub(crate) async fn submit(
     };
     let request = run_task_request(clients, &plan.run_task, &definition)?;
     limiter.until_ready().await;
-    let out = request.send().await.map_err(|e| classify("RunTask", e))?;
+    let out = request.send().await.map_err(|e| classify("RunTask", &e))?;
     if let Some(task) = out.tasks().first()
         && let Some(arn) = task.task_arn()
     {
@@ -118,7 +118,7 @@ async fn find(
             .desired_status(status)
             .send()
             .await
-            .map_err(|e| classify("ListTasks", e))?;
+            .map_err(|e| classify("ListTasks", &e))?;
         if let Some(arn) = out.task_arns().first() {
             return Ok(Some(arn.clone()));
         }
@@ -225,7 +225,7 @@ async fn register(
     let out = req
         .send()
         .await
-        .map_err(|e| classify("RegisterTaskDefinition", e))?;
+        .map_err(|e| classify("RegisterTaskDefinition", &e))?;
     out.task_definition()
         .and_then(|d| d.task_definition_arn())
         .map(str::to_owned)
@@ -412,7 +412,7 @@ pub(crate) async fn observe(
                 Ok(out) => out,
                 // A cluster that is gone holds none of its tasks any more.
                 Err(e) if is_cluster_not_found(&e) => continue,
-                Err(e) => return Err(classify("DescribeTasks", e)),
+                Err(e) => return Err(classify("DescribeTasks", &e)),
             };
             for t in out.tasks() {
                 if let Some(arn) = t.task_arn() {
@@ -483,7 +483,7 @@ pub(crate) async fn stop(clients: &Clients, id: &str, reason: &str) -> Result<()
     {
         Ok(_) => Ok(()),
         Err(e) => {
-            let err = classify("StopTask", e);
+            let err = classify("StopTask", &e);
             if err.to_string().contains("not found") {
                 Ok(())
             } else {

@@ -24,12 +24,12 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "capacity is unavailable",
 ];
 
-pub(crate) fn classify<E, R>(action: &str, e: SdkError<E, R>) -> InfraError
+pub(crate) fn classify<E, R>(action: &str, e: &SdkError<E, R>) -> InfraError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    match &e {
+    match e {
         SdkError::ServiceError(service) => {
             let err = service.err();
             let code = err.code().unwrap_or_default();
@@ -45,9 +45,9 @@ where
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            InfraError::Transient(format!("{action}: {}", error_chain(&e)))
+            InfraError::Transient(format!("{action}: {}", error_chain(e)))
         }
-        _ => InfraError::Rejected(format!("{action}: {}", error_chain(&e))),
+        _ => InfraError::Rejected(format!("{action}: {}", error_chain(e))),
     }
 }
 
