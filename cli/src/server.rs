@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use sluice_api::{Auth, Options};
+use sluice_services::push::{self, PushSettings};
 use sluice_services::{Services, Settings, SystemClock};
 
 use crate::store::StoreArgs;
@@ -43,7 +44,59 @@ pub enum ServerCommand {
         /// minute in a running server (successful lookups are cached).
         #[arg(long, env = "SLUICE_AUTH", value_enum, default_value = "none")]
         auth: AuthMode,
+        #[command(flatten)]
+        push: PushArgs,
     },
+}
+
+/// Push pools (`ecs:push`, `batch:push`) from the local server.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// Do not submit push runs from this server (they stay SCHEDULED).
+    #[arg(long, env = "SLUICE_NO_PUSH")]
+    no_push: bool,
+    /// The API URL the pushed containers use to reach this server (their PREFECT_API_URL).
+    #[arg(long, env = "SLUICE_PUSH_API_URL")]
+    push_api_url: Option<String>,
+    /// How often live push runs are checked against ECS/Batch (no EventBridge locally).
+    #[arg(long, env = "SLUICE_PUSH_SWEEP_SECONDS", default_value_t = 5)]
+    push_sweep_seconds: u64,
+}
+
+/// Starts the local dispatcher over the ambient AWS configuration (`AWS_REGION`, credentials,
+/// `AWS_ENDPOINT_URL` for an emulator or LocalStack) and returns the services announcing to it.
+async fn start_push(
+    services: Services,
+    args: &PushArgs,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Services, Option<tokio::task::JoinHandle<()>>) {
+    if args.no_push {
+        return (services, None);
+    }
+    let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default()).await;
+    let mut settings = PushSettings {
+        template_env: std::env::vars().collect(),
+        // No events locally: every sweep describes every live run.
+        reconcile_after_seconds: 0,
+        ..PushSettings::default()
+    };
+    if let Some(region) = infra.region(None).await {
+        settings.default_region = region;
+    }
+    if let Some(url) = &args.push_api_url {
+        settings
+            .base_env
+            .insert("PREFECT_API_URL".to_owned(), url.clone());
+    }
+    let (queue, announced) = push::local_queue();
+    let services = services.with_dispatch_queue(Arc::new(queue));
+    let dispatcher = push::Dispatcher::new(services.clone(), Arc::new(infra), settings);
+    let every = std::time::Duration::from_secs(args.push_sweep_seconds.max(1));
+    let mut rx = stop;
+    let task = tokio::spawn(push::run_local(dispatcher, announced, every, async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+    (services, Some(task))
 }
 
 pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
@@ -52,6 +105,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         port,
         store,
         auth,
+        push,
     } = command;
     let location = store.describe();
     let store = store.open().await?;
@@ -83,6 +137,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     tracing::info!(%addr, store = %location, auth = %Auth::from(auth), "sluice server listening; API at http://{addr}/api");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (services, pusher) = start_push(services, &push, stop_rx.clone()).await;
     let background = {
         let services = services.clone();
         let mut rx = stop_rx.clone();
@@ -115,5 +170,8 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     background
         .await
         .context("the background services panicked")?;
+    if let Some(pusher) = pusher {
+        pusher.await.context("the push dispatcher panicked")?;
+    }
     Ok(())
 }

@@ -125,3 +125,17 @@ pub trait PushInfrastructure: Send + Sync {
         credentials: Option<&Value>,
     ) -> Result<(), InfraError>;
 }
+
+/// Where due push runs are handed to the dispatcher: SQS on AWS (a message per run, delayed
+/// until its time), a timer task in `sluice server`. Delivery is at least once and the
+/// dispatcher's claim makes a duplicate harmless, so an adapter may deliver twice but must not
+/// lose a run silently (an error says it could not take it; the sweep covers that too).
+#[async_trait]
+pub trait DispatchQueue: Send + Sync {
+    /// Asks for each run to be dispatched at (not before) its time.
+    async fn enqueue(
+        &self,
+        runs: &[(Id, sluice_core::domain::Timestamp)],
+        now: sluice_core::domain::Timestamp,
+    ) -> Result<(), InfraError>;
+}

@@ -14,6 +14,7 @@ mod error;
 pub mod foreman;
 pub mod late_runs;
 mod pools;
+pub mod push;
 mod runs;
 pub mod scheduler;
 mod templates;
@@ -46,6 +47,9 @@ pub struct Settings {
     pub queue_last_polled_timeout_seconds: i64,
     pub deployment_last_polled_timeout_seconds: i64,
     pub concurrency_slot_wait_seconds: i64,
+    /// New push runs due within this many seconds go to the dispatch queue at once (later ones
+    /// are enqueued by the scheduler tick as their time approaches).
+    pub dispatch_horizon_seconds: i64,
 }
 
 impl Default for Settings {
@@ -59,6 +63,7 @@ impl Default for Settings {
             queue_last_polled_timeout_seconds: 60,
             deployment_last_polled_timeout_seconds: 60,
             concurrency_slot_wait_seconds: 30,
+            dispatch_horizon_seconds: 120,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// Striped by deployment id; see [`Services::claim_lock`].
     claim_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Where new push runs are announced; `None` leaves them to the sweep.
+    dispatch_queue: Option<Arc<dyn sluice_infra::DispatchQueue>>,
 }
 
 impl Services {
@@ -85,6 +92,42 @@ impl Services {
             claim_locks: (0..CLAIM_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            dispatch_queue: None,
+        }
+    }
+
+    /// Announces new push runs to `queue` so they are dispatched at their time.
+    #[must_use]
+    pub fn with_dispatch_queue(mut self, queue: Arc<dyn sluice_infra::DispatchQueue>) -> Services {
+        self.dispatch_queue = Some(queue);
+        self
+    }
+
+    /// Hands push runs due within the horizon to the dispatch queue. Best effort: a failure is
+    /// logged, and the sweep dispatches whatever the queue never got.
+    pub(crate) async fn announce_push_runs(
+        &self,
+        pool_type: Option<&str>,
+        runs: &[(sluice_core::domain::Id, sluice_core::domain::Timestamp)],
+    ) {
+        let Some(queue) = &self.dispatch_queue else {
+            return;
+        };
+        if !pool_type.is_some_and(sluice_core::domain::is_push_pool_type) {
+            return;
+        }
+        let now = self.now();
+        let horizon = now + chrono::Duration::seconds(self.settings.dispatch_horizon_seconds);
+        let due: Vec<_> = runs
+            .iter()
+            .filter(|(_, at)| *at <= horizon)
+            .copied()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        if let Err(e) = queue.enqueue(&due, now).await {
+            tracing::warn!(error = %e, runs = due.len(), "could not enqueue push runs; the sweep will dispatch them");
         }
     }
 

@@ -54,6 +54,51 @@ pub struct SetStateResult {
     pub committed: bool,
 }
 
+/// A precondition on the run as read, checked before the rules and held by the compare-and-set
+/// on that read's version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Guard {
+    None,
+    /// Sluice's claim: only while the run is SCHEDULED.
+    OnlyFromScheduled,
+    /// Taking over a push submission: the run is PENDING, has no infrastructure yet, and its
+    /// PENDING state is older than the lease (so whoever claimed it has given up or died).
+    SubmissionLease {
+        seconds: i64,
+    },
+}
+
+impl Guard {
+    fn refuses(self, run: &FlowRun, now: sluice_core::domain::Timestamp) -> Option<String> {
+        let current = run
+            .state_type()
+            .map_or("without a state", StateType::as_str);
+        match self {
+            Guard::None => None,
+            Guard::OnlyFromScheduled => {
+                (run.state_type() != Some(StateType::Scheduled)).then(|| {
+                    format!("The run is no longer SCHEDULED (it is {current}); it is not claimed.")
+                })
+            }
+            Guard::SubmissionLease { seconds } => {
+                let pending = run.state_type() == Some(StateType::Pending);
+                let unsubmitted = run.infrastructure_pid.is_none();
+                let expired = run
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.timestamp + chrono::Duration::seconds(seconds) <= now);
+                (!(pending && unsubmitted && expired)).then(|| {
+                    format!(
+                        "The run's submission is not up for takeover (it is {current}, \
+                         infrastructure {}).",
+                        run.infrastructure_pid.as_deref().unwrap_or("not recorded")
+                    )
+                })
+            }
+        }
+    }
+}
+
 /// How many times a state proposal is re-read and re-orchestrated after losing a race. Each
 /// retry sees the winner's state, so the loser's answer is decided by the rules, not by luck.
 const CAS_ATTEMPTS: usize = 16;
@@ -120,7 +165,19 @@ impl Services {
             .state
             .unwrap_or_else(|| State::new(StateType::Pending, now));
         let run = orchestration::set_initial_state(run, state, now);
-        Ok(self.store.create_flow_run(&run).await?)
+        let created = self.store.create_flow_run(&run).await?;
+        if created.created
+            && created.value.state_type() == Some(StateType::Scheduled)
+            && let Some(at) = created.value.next_scheduled_start_time
+        {
+            let pool_type = match created.value.work_pool_id {
+                Some(id) => self.store.read_work_pool(id).await?.map(|p| p.pool_type),
+                None => None,
+            };
+            self.announce_push_runs(pool_type.as_deref(), &[(created.value.id, at)])
+                .await;
+        }
+        Ok(created)
     }
 
     /// Proposes a state (Prefect's `POST /flow_runs/{id}/set_state`). The rules decide in
@@ -132,7 +189,7 @@ impl Services {
         state: State,
         force: bool,
     ) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, state, force, false, false)
+        self.orchestrate_and_commit(run_id, state, force, false, Guard::None)
             .await
     }
 
@@ -142,7 +199,7 @@ impl Services {
     /// poll could otherwise start a run that another worker already finished; with this, that
     /// late claim is aborted instead.
     pub async fn claim_flow_run(&self, run_id: Id, state: State) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, state, false, false, true)
+        self.orchestrate_and_commit(run_id, state, false, false, Guard::OnlyFromScheduled)
             .await
     }
 
@@ -153,31 +210,27 @@ impl Services {
         run_id: Id,
         late: State,
     ) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, late, false, true, false)
+        self.orchestrate_and_commit(run_id, late, false, true, Guard::None)
             .await
     }
 
-    async fn orchestrate_and_commit(
+    pub(crate) async fn orchestrate_and_commit(
         &self,
         run_id: Id,
         state: State,
         force: bool,
         mark_late: bool,
-        only_from_scheduled: bool,
+        guard: Guard,
     ) -> Result<SetStateResult> {
         for _ in 0..CAS_ATTEMPTS {
             let Versioned {
                 value: run,
                 version,
             } = self.read_flow_run(run_id).await?;
-            if only_from_scheduled && run.state_type() != Some(StateType::Scheduled) {
+            if let Some(reason) = guard.refuses(&run, self.now()) {
                 return Ok(SetStateResult {
                     status: SetStateStatus::Abort,
-                    reason: Some(format!(
-                        "The run is no longer SCHEDULED (it is {}); it is not claimed.",
-                        run.state_type()
-                            .map_or("without a state", StateType::as_str)
-                    )),
+                    reason: Some(reason),
                     state: run.state,
                     delay_seconds: None,
                     committed: false,

@@ -59,8 +59,12 @@ pub async fn schedule_deployment(services: &Services, deployment: &Deployment) -
             .store
             .read_work_pool_by_name(name)
             .await?
-            .map(|p| p.id),
+            .map(|p| (p.id, p.pool_type)),
         None => None,
+    };
+    let (pool_id, pool_type) = match pool_id {
+        Some((id, t)) => (Some(id), Some(t)),
+        None => (None, None),
     };
     let mut runs = Vec::new();
     for schedule in deployment.schedules.iter().filter(|s| s.active) {
@@ -107,7 +111,16 @@ pub async fn schedule_deployment(services: &Services, deployment: &Deployment) -
     }
     let mut created = 0;
     for chunk in runs.chunks(settings.insert_batch_size.max(1)) {
-        created += services.store.create_flow_runs(chunk).await?.len();
+        let ids = services.store.create_flow_runs(chunk).await?;
+        created += ids.len();
+        let new: Vec<_> = chunk
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .filter_map(|r| r.next_scheduled_start_time.map(|t| (r.id, t)))
+            .collect();
+        services
+            .announce_push_runs(pool_type.as_deref(), &new)
+            .await;
     }
     Ok(created)
 }
