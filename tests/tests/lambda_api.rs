@@ -16,6 +16,7 @@ fn config(table: &TestTable, auth: Auth) -> Config {
         table: table.name().to_owned(),
         auth,
         retention: Retention::default(),
+        dispatch_queue_url: None,
     }
 }
 

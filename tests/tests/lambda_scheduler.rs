@@ -77,6 +77,7 @@ async fn overlapping_invocations_create_each_scheduled_run_once() {
         table: table.name().to_owned(),
         auth: sluice_fn_api::Auth::None,
         retention: Retention::default(),
+        dispatch_queue_url: None,
     })
     .await;
 

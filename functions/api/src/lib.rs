@@ -23,6 +23,8 @@ pub struct Config {
     pub auth: Auth,
     /// `SLUICE_LOG_RETENTION_DAYS` / `SLUICE_RUN_RETENTION_DAYS`.
     pub retention: Retention,
+    /// `SLUICE_DISPATCH_QUEUE_URL`: where new push runs are announced.
+    pub dispatch_queue_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,10 +58,14 @@ impl Config {
             Some(v) if !v.trim().is_empty() => v.parse().map_err(ConfigError::Auth)?,
             _ => Auth::ApiKey,
         };
+        let dispatch_queue_url = var("SLUICE_DISPATCH_QUEUE_URL")
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty());
         Ok(Config {
             table,
             auth,
             retention,
+            dispatch_queue_url,
         })
     }
 }
@@ -68,14 +74,32 @@ impl Config {
 /// credentials and `AWS_ENDPOINT_URL` from the environment).
 pub async fn app(config: &Config) -> axum::Router {
     let store = DynamoStore::connect(config.table.clone(), config.retention).await;
-    router(Arc::new(store), config.auth)
+    let queue = match &config.dispatch_queue_url {
+        Some(url) => Some(Arc::new(sluice_aws::SqsQueue::from_env(url.clone()).await)
+            as Arc<dyn sluice_infra::DispatchQueue>),
+        None => None,
+    };
+    router_with_queue(Arc::new(store), config.auth, queue)
 }
 
 /// The router over any store, with the system clock and Prefect's default settings. With
 /// [`Auth::ApiKey`], key lookups are cached for the API's default time, per execution
 /// environment.
 pub fn router(store: Arc<dyn Store>, auth: Auth) -> axum::Router {
-    let services = Services::new(store, Arc::new(SystemClock), Settings::default());
+    router_with_queue(store, auth, None)
+}
+
+/// The router whose new push runs are announced to `queue` (the dispatcher's SQS queue), so a
+/// run created due is submitted at once rather than at the next schedule tick.
+pub fn router_with_queue(
+    store: Arc<dyn Store>,
+    auth: Auth,
+    queue: Option<Arc<dyn sluice_infra::DispatchQueue>>,
+) -> axum::Router {
+    let mut services = Services::new(store, Arc::new(SystemClock), Settings::default());
+    if let Some(queue) = queue {
+        services = services.with_dispatch_queue(queue);
+    }
     sluice_api::router_with(
         services,
         sluice_api::Options {

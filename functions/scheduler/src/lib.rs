@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
+use sluice_infra::DispatchQueue;
+use sluice_services::push::Dispatcher;
 use sluice_services::{
     ServiceError, Services, Settings, SystemClock, foreman, late_runs, scheduler,
 };
@@ -65,6 +67,9 @@ pub struct Summary {
     pub scheduler: Outcome<SchedulerCounts>,
     pub late_runs: Outcome<LateRunCounts>,
     pub foreman: Outcome<ForemanCounts>,
+    /// The push step, when the function dispatches push runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<Outcome<PushCounts>>,
     pub elapsed_ms: u64,
 }
 
@@ -80,6 +85,9 @@ impl Summary {
         }
         if matches!(self.foreman, Outcome::Failed { .. }) {
             failed.push("foreman");
+        }
+        if matches!(self.push, Some(Outcome::Failed { .. })) {
+            failed.push("push");
         }
         failed
     }
@@ -118,6 +126,54 @@ pub struct ForemanCounts {
     pub deployments_not_ready: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PushCounts {
+    /// Runs due within the horizon handed to the dispatch queue (delayed to their time).
+    pub enqueued: usize,
+    /// Due runs nobody had dispatched, submitted by the sweep itself.
+    pub dispatched: usize,
+    /// Abandoned submissions taken over after their lease.
+    pub resumed: usize,
+    pub observed: usize,
+    pub settled: usize,
+    pub stops_requested: usize,
+    pub cancellations_timed_out: usize,
+}
+
+/// The push step's dependencies: the dispatcher and, when configured, the dispatch queue.
+pub struct Push {
+    pub dispatcher: Dispatcher,
+    pub queue: Option<Arc<dyn DispatchQueue>>,
+}
+
+/// Hands runs due within the horizon to the queue, then runs the reconcile sweep.
+async fn push_tick(push: &Push) -> Result<PushCounts, ServiceError> {
+    let d = &push.dispatcher;
+    let now = d.services.now();
+    let mut enqueued = 0;
+    if let Some(queue) = &push.queue {
+        let horizon = now + chrono::Duration::seconds(d.settings.dispatch_horizon_seconds);
+        let due = d.due_runs(horizon).await?;
+        match queue.enqueue(&due, now).await {
+            Ok(()) => enqueued = due.len(),
+            // The sweep below still dispatches whatever is already due.
+            Err(e) => {
+                tracing::warn!(error = %e, runs = due.len(), "enqueueing due push runs failed")
+            }
+        }
+    }
+    let s = Box::pin(d.sweep(None)).await?;
+    Ok(PushCounts {
+        enqueued,
+        dispatched: s.dispatched,
+        resumed: s.resumed,
+        observed: s.observed,
+        settled: s.settled,
+        stops_requested: s.stops_requested,
+        cancellations_timed_out: s.cancellations_timed_out,
+    })
+}
+
 /// At least one tick failed. The invocation is reported as failed so the function's error
 /// metric shows it; the other ticks still ran, and the summary says what each did.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +183,15 @@ pub struct TicksFailed(pub Summary);
 /// Runs the three ticks once each, in order, within the invocation's remaining time.
 pub async fn handle(
     services: &Services,
+    event: LambdaEvent<EventBridgeEvent>,
+) -> Result<Summary, TicksFailed> {
+    Box::pin(handle_with_push(services, None, event)).await
+}
+
+/// The three ticks, then the push step (enqueue and reconcile) when `push` is given.
+pub async fn handle_with_push(
+    services: &Services,
+    push: Option<&Push>,
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<Summary, TicksFailed> {
     let started = Instant::now();
@@ -155,10 +220,15 @@ pub async fn handle(
             deployments_not_ready: r.deployments_not_ready,
         });
 
+    let push = match push {
+        Some(p) => Some(Box::pin(within(deadline, push_tick(p))).await),
+        None => None,
+    };
     let summary = Summary {
         scheduler,
         late_runs,
         foreman,
+        push,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     let json = serde_json::to_string(&summary).unwrap_or_default();
@@ -317,6 +387,7 @@ mod tests {
             foreman: Outcome::Failed {
                 error: "busy".to_owned(),
             },
+            push: None,
             elapsed_ms: 7,
         };
         assert_eq!(

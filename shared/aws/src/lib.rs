@@ -11,6 +11,7 @@ mod clients;
 mod ecs;
 mod error;
 mod json;
+mod sqs;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use sluice_core::push::observe::Progress;
 use sluice_infra::{InfraError, Job, Kind, PushInfrastructure, Submission, Submitted};
 
 pub use clients::Clients;
+pub use sqs::{DispatchMessage, MAX_DELAY_SECONDS, SqsQueue, delay_seconds};
 
 /// Calls per second this process allows itself (per API, across all pools).
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,9 @@
 //! Set-up shared by the Lambda functions in `functions/`.
 
+mod push;
+
+pub use push::{PushConfig, PushConfigError};
+
 /// Installs the JSON log format Lambda forwards to CloudWatch: one object per line on stdout,
 /// filtered by `RUST_LOG` (default `info`). No ANSI colours and no timestamps of our own:
 /// CloudWatch stamps every line.

@@ -647,12 +647,12 @@ impl Dispatcher {
                     (Some(StateType::Scheduled), _)
                         if run.next_scheduled_start_time.is_some_and(|t| t <= now) =>
                     {
-                        if let Dispatched::Submitted { .. } = self.dispatch(run.id).await? {
+                        if let Dispatched::Submitted { .. } = Box::pin(self.dispatch(run.id)).await? {
                             summary.dispatched += 1;
                         }
                     }
                     (Some(StateType::Pending), None) if older_than(state, lease, now) => {
-                        if let Dispatched::Submitted { .. } = self.dispatch(run.id).await? {
+                        if let Dispatched::Submitted { .. } = Box::pin(self.dispatch(run.id)).await? {
                             summary.resumed += 1;
                         }
                     }

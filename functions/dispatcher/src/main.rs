@@ -1,0 +1,40 @@
+//! The dispatcher Lambda function: the store, the ECS/Batch/SQS clients and the dispatcher are
+//! built once per execution environment; each SQS batch is handled by the library.
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use sluice_infra::DispatchQueue;
+use sluice_services::{Services, Settings, SystemClock};
+use sluice_store_dynamodb::{DynamoStore, Retention};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    sluice_fn_dispatcher::init_tracing();
+    let table = std::env::var("SLUICE_TABLE")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(
+            "SLUICE_TABLE is not set: it must name the DynamoDB table Sluice stores its data in",
+        )?;
+    let retention = Retention::from_env()?;
+    let push = sluice_lambda::PushConfig::from_env()?;
+    let store = DynamoStore::connect(table, retention).await;
+    let services = Services::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let dispatcher = push.dispatcher(services).await;
+    let queue: Option<Arc<dyn DispatchQueue>> =
+        push.queue().await.map(|q| q as Arc<dyn DispatchQueue>);
+    let (dispatcher, queue) = (&dispatcher, queue.as_ref());
+    Box::pin(lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<_>| async move {
+            let (response, summary) = sluice_fn_dispatcher::handle(dispatcher, queue, event).await;
+            tracing::info!(
+                ?summary,
+                failures = response.batch_item_failures.len(),
+                "dispatch batch done"
+            );
+            Ok::<_, lambda_runtime::Error>(response)
+        },
+    )))
+    .await
+}
