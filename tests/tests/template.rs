@@ -837,3 +837,49 @@ fn the_scheduler_fixture_is_an_eventbridge_scheduled_event() {
     assert_eq!(tick.str_at(&["Type"]), "Schedule");
     assert_eq!(tick.str_at(&["Properties", "Schedule"]), "rate(1 minute)");
 }
+
+/// The timing chain that keeps two push submitters from overlapping: a dispatcher invocation
+/// ends before the submission lease does, and SQS redelivers a message only after the lease.
+#[test]
+fn the_dispatch_queue_outlasts_the_lease_which_outlasts_the_dispatcher() {
+    let doc = template();
+    let resources = doc.at(&["Resources"]);
+    let number = |path: &[&str]| -> i64 {
+        let node = resources.at(path);
+        node.as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{path:?} is not a number"))
+    };
+    let visibility = number(&["DispatchQueue", "Properties", "VisibilityTimeout"]);
+    let dispatcher = number(&["DispatcherFunction", "Properties", "Timeout"]);
+    let scheduler = number(&["SchedulerFunction", "Properties", "Timeout"]);
+    let lease = sluice_services::push::PushSettings::default().submit_lease_seconds;
+    assert!(
+        dispatcher < lease,
+        "dispatcher timeout {dispatcher} s < lease {lease} s"
+    );
+    assert!(
+        scheduler < lease,
+        "scheduler timeout {scheduler} s < lease {lease} s"
+    );
+    assert!(
+        lease < visibility,
+        "lease {lease} s < visibility timeout {visibility} s"
+    );
+    assert_eq!(
+        resources.str_at(&["DispatcherFunction", "Properties", "Events", "Due", "Type"]),
+        "SQS"
+    );
+    let responses = resources.at(&[
+        "DispatcherFunction",
+        "Properties",
+        "Events",
+        "Due",
+        "Properties",
+        "FunctionResponseTypes",
+    ]);
+    assert_eq!(
+        responses.items().first().and_then(Node::as_str),
+        Some("ReportBatchItemFailures")
+    );
+}
