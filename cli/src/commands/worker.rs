@@ -9,7 +9,9 @@ pub struct StartArgs {
     /// The work pool to serve.
     #[arg(long)]
     pool: String,
-    /// The pool's type (used when the worker creates a missing pool).
+    /// The worker's type: `process` runs flows as local processes; `ecs` and `batch` submit
+    /// them to AWS (the SDK's standard configuration: AWS_REGION, credentials,
+    /// AWS_ENDPOINT_URL) and follow the task or job. Also the type of a pool it creates.
     #[arg(long = "type", default_value = "process")]
     pool_type: String,
     /// The worker's name (default: generated).

@@ -547,7 +547,7 @@ impl Dispatcher {
             tracing::info!(run = %run_id, recorded, reported, "report about another task or job; ignored");
             return Ok(false);
         }
-        let Some((state, force)) = settle(&run, progress, self.now()) else {
+        let Some((state, force)) = settle(run.state_type(), progress, self.now()) else {
             return Ok(false);
         };
         let result = self
@@ -563,7 +563,7 @@ impl Dispatcher {
     /// Push runs due by `until` that are still SCHEDULED, for the dispatch queue.
     pub async fn due_runs(&self, until: Timestamp) -> Result<Vec<(Id, Timestamp)>> {
         let mut out = Vec::new();
-        for (_, queues) in self.push_pools().await? {
+        for (_, queues) in self.container_pools(false).await? {
             let filter = FlowRunFilter {
                 work_queue_ids: Some(queues),
                 state_types: Some(vec![StateType::Scheduled]),
@@ -583,9 +583,16 @@ impl Dispatcher {
         Ok(out)
     }
 
-    async fn push_pools(&self) -> Result<Vec<(WorkPool, Vec<Id>)>> {
+    /// Pools whose runs go to ECS or Batch, with their queues: push pools only, or with
+    /// `include_pull` the `ecs`/`batch` pools workers serve too (the sweep follows their
+    /// submitted runs, so a run outlives the worker that submitted it).
+    async fn container_pools(&self, include_pull: bool) -> Result<Vec<(WorkPool, Vec<Id>)>> {
+        let mut types = vec!["ecs:push".to_owned(), "batch:push".to_owned()];
+        if include_pull {
+            types.extend(["ecs".to_owned(), "batch".to_owned()]);
+        }
         let filter = WorkPoolFilter {
-            types: Some(vec!["ecs:push".to_owned(), "batch:push".to_owned()]),
+            types: Some(types),
             ..Default::default()
         };
         let pools = self
@@ -610,13 +617,14 @@ impl Dispatcher {
         Ok(out)
     }
 
-    /// The reconcile sweep: dispatches due runs nobody dispatched, resumes abandoned
-    /// submissions, settles live runs from AWS, carries cancellations through, and ends
-    /// CANCELLING runs that outlive their timeout. Stops early after `deadline`.
+    /// The reconcile sweep: dispatches due push runs nobody dispatched, resumes abandoned
+    /// submissions, settles live runs from AWS (those of `ecs`/`batch` pull pools too),
+    /// carries cancellations through, and ends CANCELLING runs that outlive their timeout.
+    /// Stops early after `deadline`.
     pub async fn sweep(&self, deadline: Option<Timestamp>) -> Result<SweepSummary> {
         let mut summary = SweepSummary::default();
         let past = |d: Option<Timestamp>, now: Timestamp| d.is_some_and(|d| now >= d);
-        for (pool, queues) in self.push_pools().await? {
+        for (pool, queues) in self.container_pools(true).await? {
             let Some(kind) = Kind::of_pool_type(&pool.pool_type) else {
                 continue;
             };
@@ -643,21 +651,29 @@ impl Dispatcher {
                 }
                 let state = run.state.as_ref();
                 let lease = self.settings.submit_lease_seconds;
+                // Claiming and submitting belong to the workers of pull pools.
+                let push = pool.is_push();
                 match (run.state_type(), run.infrastructure_pid.clone()) {
                     (Some(StateType::Scheduled), _)
-                        if run.next_scheduled_start_time.is_some_and(|t| t <= now) =>
+                        if push && run.next_scheduled_start_time.is_some_and(|t| t <= now) =>
                     {
-                        if let Dispatched::Submitted { .. } = Box::pin(self.dispatch(run.id)).await? {
+                        if let Dispatched::Submitted { .. } =
+                            Box::pin(self.dispatch(run.id)).await?
+                        {
                             summary.dispatched += 1;
                         }
                     }
-                    (Some(StateType::Pending), None) if older_than(state, lease, now) => {
-                        if let Dispatched::Submitted { .. } = Box::pin(self.dispatch(run.id)).await? {
+                    (Some(StateType::Pending), None) if push && older_than(state, lease, now) => {
+                        if let Dispatched::Submitted { .. } =
+                            Box::pin(self.dispatch(run.id)).await?
+                        {
                             summary.resumed += 1;
                         }
                     }
                     // Claimed, never submitted: nothing to stop once the lease is over.
-                    (Some(StateType::Cancelling), None) if older_than(state, lease, now) => {
+                    (Some(StateType::Cancelling), None)
+                        if push && older_than(state, lease, now) =>
+                    {
                         self.force_cancel(run.id, "Flow run cancelled before it was submitted.")
                             .await?;
                         summary.settled += 1;

@@ -41,6 +41,8 @@ pub(crate) enum Outcome {
     Crashed,
     Cancelled,
     KilledOnShutdown,
+    /// The worker stopped while the run's remote task or job was still going; it goes on.
+    Detached,
 }
 
 /// What every job of one worker shares.
@@ -54,6 +56,8 @@ pub(crate) struct JobContext {
     /// Set for the runner (`sluice serve`): every run executes this command, with no work
     /// pool, job template or pull steps involved.
     pub local: Option<LocalJob>,
+    /// Set for `ecs` and `batch` workers: runs go to AWS instead of a local process.
+    pub container: Option<crate::container::ContainerJob>,
 }
 
 /// The runner's one job definition (`sluice serve --command`).
@@ -115,6 +119,9 @@ pub(crate) async fn execute(
         .set_flow_run_state(&id, &state("PENDING", "Submitting", None), false)
         .await;
 
+    if let Some(container) = &ctx.container {
+        return crate::container::run(&ctx, container, &id, &run, &mut control).await;
+    }
     let prepared = match prepare(&ctx, &id, &run).await {
         Ok(p) => p,
         Err(Prep::DeploymentGone(message)) => {
@@ -175,19 +182,23 @@ struct Prepared {
     _temp_dir: Option<tempfile::TempDir>,
 }
 
-enum Prep {
+pub(crate) enum Prep {
     DeploymentGone(String),
     Failed(String),
 }
 
-/// Renders the job configuration (§2.5), prepares env and directory, runs the pull steps.
-async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Prep> {
+/// A run's job configuration, rendered as Prefect's workers do (§2.5), and its deployment.
+pub(crate) struct Rendered {
+    pub config: Value,
+    pub deployment: Value,
+}
+
+/// Reads the pool and the run's deployment, merges the job variables, fetches the blocks and
+/// variables they name and renders the pool's base job template.
+pub(crate) async fn render(ctx: &JobContext, run: &Value) -> Result<Rendered, Prep> {
     let failed =
         |e: String| Prep::Failed(format!("Failed to submit flow run to infrastructure: {e}"));
     let client = &ctx.client;
-    if let Some(local) = &ctx.local {
-        return prepare_local(ctx, id, run, local).await;
-    }
     let pool = client
         .read_work_pool(&ctx.pool)
         .await
@@ -222,7 +233,23 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
         .map_err(|e| failed(e.to_string()))?;
     let config = build_job_configuration(&template, &variables, &worker_env, &data)
         .map_err(|e| failed(e.to_string()))?;
-    let config = finalize_base_fields(config);
+    Ok(Rendered {
+        config: finalize_base_fields(config),
+        deployment,
+    })
+}
+
+/// Renders the job configuration (§2.5), prepares env and directory, runs the pull steps.
+async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Prep> {
+    let failed =
+        |e: String| Prep::Failed(format!("Failed to submit flow run to infrastructure: {e}"));
+    let client = &ctx.client;
+    if let Some(local) = &ctx.local {
+        return prepare_local(ctx, id, run, local).await;
+    }
+    let Rendered { config, deployment } = render(ctx, run).await?;
+    let as_map = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+    let worker_env: BTreeMap<String, String> = std::env::vars().collect();
 
     // Worker environment < Prefect/Sluice variables < configured env (which wins; null unsets).
     let mut env = worker_env;

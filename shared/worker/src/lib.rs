@@ -2,9 +2,10 @@
 //! by proposing PENDING, runs each as a local process (`process` pools) and reports the outcome
 //! (reference §8.1–8.4).
 //!
-//! The `ecs` and `batch` types will plug in at the job's launch step (same claim and report
-//! code); today only `process` is run.
+//! `ecs` and `batch` workers share the claim and report code and submit each run to AWS with the
+//! push dispatcher's plans and adapter (`container.rs`), following it with Describe* calls.
 
+mod container;
 mod exit;
 mod job;
 mod steps;
@@ -33,7 +34,8 @@ pub struct WorkerOptions {
     pub api_url: String,
     pub api_key: Option<String>,
     pub pool: String,
-    /// The worker's type; only `process` runs jobs today.
+    /// The worker's type: `process` (local processes), `ecs` or `batch` (AWS, through the
+    /// standard SDK configuration: `AWS_REGION`, credentials, `AWS_ENDPOINT_URL`).
     pub pool_type: String,
     /// Defaults to `ProcessWorker <uuid4>`.
     pub name: Option<String>,
@@ -84,6 +86,8 @@ pub struct WorkerReport {
     pub cancelled: usize,
     /// Runs still going when the shutdown grace period ran out (reported CRASHED).
     pub killed_on_shutdown: usize,
+    /// ECS tasks or Batch jobs still going when the worker stopped (left running).
+    pub left_running: usize,
 }
 
 impl WorkerReport {
@@ -98,6 +102,7 @@ impl WorkerReport {
             Outcome::Crashed => self.crashed += 1,
             Outcome::Cancelled => self.cancelled += 1,
             Outcome::KilledOnShutdown => self.killed_on_shutdown += 1,
+            Outcome::Detached => self.left_running += 1,
         }
     }
 }
@@ -125,10 +130,38 @@ pub async fn run(
     let client = Client::with_api_key(&opts.api_url, opts.api_key.as_deref())
         .map_err(|e| anyhow::anyhow!(e))?;
     ensure_pool(&client, &opts).await?;
+    let container = match sluice_infra::Kind::of_pool_type(&opts.pool_type) {
+        Some(kind) => {
+            let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default()).await;
+            let region = infra
+                .region(None)
+                .await
+                .unwrap_or_else(|| "us-east-1".to_owned());
+            Some(container::ContainerJob {
+                kind,
+                infra: Arc::new(infra),
+                region,
+                watch_every: opts
+                    .poll_interval
+                    .unwrap_or(Duration::from_secs(5))
+                    .min(Duration::from_secs(5)),
+            })
+        }
+        None if opts.pool_type == "process" => None,
+        None => bail!(
+            "unknown worker type `{}`: expected process, ecs or batch",
+            opts.pool_type
+        ),
+    };
+    let prefix = match opts.pool_type.as_str() {
+        "ecs" => "ECSWorker",
+        "batch" => "BatchWorker",
+        _ => "ProcessWorker",
+    };
     let worker_name = opts
         .name
         .clone()
-        .unwrap_or_else(|| format!("ProcessWorker {}", uuid::Uuid::new_v4()));
+        .unwrap_or_else(|| format!("{prefix} {}", uuid::Uuid::new_v4()));
     if let Err(e) = client
         .worker_heartbeat(&opts.pool, &worker_name, opts.heartbeat_seconds)
         .await
@@ -151,6 +184,7 @@ pub async fn run(
         worker_name,
         grace: Duration::from_secs(opts.grace_seconds),
         local: None,
+        container,
     });
     let fetch = Fetch::Pool;
     let result = serve(&opts, &ctx, &fetch, shutdown).await;
@@ -307,6 +341,7 @@ pub async fn run_runner(
             env: opts.env.clone(),
             working_dir: opts.working_dir.clone(),
         }),
+        container: None,
     });
     tracing::info!(runner = %name, deployments = ?opts.deployment_ids, "runner started");
     let fetch = Fetch::Deployments(opts.deployment_ids.clone());

@@ -12,6 +12,15 @@ pub const DEFAULT_CONTAINER_NAME: &str = "prefect";
 pub const DEFAULT_CPU: i64 = 1024;
 pub const DEFAULT_MEMORY: i64 = 2048;
 const MAX_TAGS: usize = 50;
+/// Variables a task can take from Secrets Manager instead of its environment, and the
+/// configuration keys naming their secrets.
+const SECRET_VARIABLES: [(&str, &str); 2] = [
+    ("PREFECT_API_KEY", "prefect_api_key_secret_arn"),
+    (
+        "PREFECT_API_AUTH_STRING",
+        "prefect_api_auth_string_secret_arn",
+    ),
+];
 
 /// Where the task definition comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -462,10 +471,19 @@ fn container_overrides(
             Some(parts) => c.insert("command".to_owned(), Value::Array(parts)),
             None => c.remove("command"),
         };
-        let env = env_list(
+        let mut env = env_list(
             &format!("{path}.environment"),
             c.get("environment").unwrap_or(&Value::Null),
         )?;
+        if is_main {
+            // A variable the definition takes from Secrets Manager must not also travel in
+            // plain text (and would clash with the secret).
+            for (var, key) in SECRET_VARIABLES {
+                if non_empty_str(cfg.get(key)).is_some() {
+                    env.retain(|e| e.get("name").and_then(Value::as_str) != Some(var));
+                }
+            }
+        }
         c.insert("environment".to_owned(), Value::Array(env));
         for key in ["cpu", "memory", "memoryReservation"] {
             if let Some(v) = c.get(key).filter(|v| !v.is_null()) {

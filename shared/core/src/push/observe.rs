@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::{FlowRun, State, StateType, Timestamp};
+use crate::domain::{State, StateType, Timestamp};
 
 /// An ECS task, as in DescribeTasks and in the task-state-change event's `detail`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -173,7 +173,8 @@ pub fn batch_progress(job: &BatchJob) -> Progress {
     }
 }
 
-/// The state a run moves to on `progress`, and whether it is forced; `None` leaves it alone.
+/// The state a run in state `current` moves to on `progress`, and whether it is forced; `None`
+/// leaves it alone.
 ///
 /// Final runs, and runs not yet (or no longer) submitted, are never touched, so duplicate and
 /// out-of-order reports change nothing. Progress short of the end changes nothing either: a
@@ -181,9 +182,12 @@ pub fn batch_progress(job: &BatchJob) -> Progress {
 /// the engine's own proposal abort. A CANCELLING run whose infrastructure has ended becomes
 /// CANCELLED (forced, as Prefect's workers do once the kill is confirmed).
 #[must_use]
-pub fn settle(run: &FlowRun, progress: &Progress, now: Timestamp) -> Option<(State, bool)> {
-    let current = run.state_type()?;
-    match current {
+pub fn settle(
+    current: Option<StateType>,
+    progress: &Progress,
+    now: Timestamp,
+) -> Option<(State, bool)> {
+    match current? {
         StateType::Cancelling if progress.is_final() => Some((
             State::new(StateType::Cancelled, now).with_message(match progress {
                 Progress::Missing => "The run's infrastructure is gone; cancellation complete.",

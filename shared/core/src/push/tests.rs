@@ -220,6 +220,7 @@ fn ec2_puts_cpu_and_memory_on_the_container_and_needs_no_subnets() {
 #[test]
 fn secret_arns_replace_the_api_key_variable_and_logs_get_awslogs() {
     let plan = ecs_plan(json!({
+        "env": {"PREFECT_API_KEY": "plain-text-key"},
         "prefect_api_key_secret_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:key",
         "configure_cloudwatch_logs": true,
         "execution_role_arn": "arn:aws:iam::1:role/exec",
@@ -240,6 +241,11 @@ fn secret_arns_replace_the_api_key_variable_and_logs_get_awslogs() {
         "eu-west-1"
     );
     assert_eq!(body["executionRoleArn"], "arn:aws:iam::1:role/exec");
+    let env = env_of(&plan.run_task["overrides"]["containerOverrides"][0]);
+    assert!(
+        !env.contains_key("PREFECT_API_KEY"),
+        "the key travels only as a secret"
+    );
 }
 
 #[test]
@@ -464,7 +470,7 @@ fn in_state(t: StateType) -> FlowRun {
 #[test]
 fn settle_moves_live_runs_to_their_end_and_leaves_everything_else() {
     let exited = |code| Progress::Exited { code, reason: None };
-    let to = |t, p: &Progress| settle(&in_state(t), p, now()).map(|(s, f)| (s.state_type, f));
+    let to = |t, p: &Progress| settle(Some(t), p, now()).map(|(s, f)| (s.state_type, f));
     assert_eq!(
         to(StateType::Pending, &exited(0)),
         Some((StateType::Completed, false))
@@ -508,7 +514,7 @@ fn settle_moves_live_runs_to_their_end_and_leaves_everything_else() {
     assert_eq!(to(StateType::Pending, &Progress::Running), None);
     assert_eq!(to(StateType::Scheduled, &exited(0)), None);
     let failed = settle(
-        &in_state(StateType::Running),
+        Some(StateType::Running),
         &Progress::Exited {
             code: 137,
             reason: Some("OOM".to_owned()),
@@ -551,7 +557,7 @@ fn the_orchestration_rules_accept_every_settlement() {
         (StateType::Cancelling, Progress::Missing),
     ] {
         let run = in_state(from);
-        let (state, force) = settle(&run, &progress, now()).expect("settles");
+        let (state, force) = settle(run.state_type(), &progress, now()).expect("settles");
         let out = orchestrate_flow_run(OrchestrationInput {
             run: &run,
             proposal: Proposal {
