@@ -34,7 +34,7 @@ impl AwsFixture {
         }
     }
 
-    fn job(&self, kind: Kind, run_id: Id, cluster: &str, queue: &str) -> Job {
+    fn job(&self, kind: Kind, run_id: Id, attempt: Id, cluster: &str, queue: &str) -> Job {
         let mut run = FlowRun::new(
             Id::from_u128(7),
             sluice_core::time::parse_timestamp("2026-11-24T00:00:00Z").expect("ts"),
@@ -80,6 +80,7 @@ impl AwsFixture {
             pool_name: "push-tests",
             pool_id: Id::from_u128(9),
             base_env: &no_env,
+            attempt,
         };
         let config = push::prepare_for_flow_run(&config, &facts);
         match kind {
@@ -91,19 +92,27 @@ impl AwsFixture {
 
 #[async_trait]
 impl Fixture for AwsFixture {
-    fn submission(&self, kind: Kind, run_id: Id) -> Submission {
+    fn submission(&self, kind: Kind, run_id: Id, attempt_id: Id) -> Submission {
         Submission {
             run_id,
-            job: self.job(kind, run_id, &self.target.cluster, &self.target.job_queue),
+            attempt_id,
+            job: self.job(
+                kind,
+                run_id,
+                attempt_id,
+                &self.target.cluster,
+                &self.target.job_queue,
+            ),
             credentials: None,
             attempt: Attempt::First,
         }
     }
 
-    fn refused_submission(&self, kind: Kind, run_id: Id) -> Submission {
+    fn refused_submission(&self, kind: Kind, run_id: Id, attempt_id: Id) -> Submission {
         Submission {
             run_id,
-            job: self.job(kind, run_id, "no-such-cluster", "no-such-queue"),
+            attempt_id,
+            job: self.job(kind, run_id, attempt_id, "no-such-cluster", "no-such-queue"),
             credentials: None,
             attempt: Attempt::First,
         }
@@ -186,7 +195,7 @@ async fn definitions_are_registered_once_per_content_across_runs_and_processes()
             let infra = AwsPush::from_env(Rates::default()).await;
             for _ in 0..3 {
                 infra
-                    .submit(&fixture.submission(kind, Id::new_v4()))
+                    .submit(&fixture.submission(kind, Id::new_v4(), Id::new_v4()))
                     .await
                     .expect("submits");
             }
@@ -228,7 +237,7 @@ async fn an_unknown_template_field_is_refused_with_its_path_before_any_call() {
     ))
     .await;
     let run_id = Id::new_v4();
-    let mut submission = fixture.submission(Kind::Ecs, run_id);
+    let mut submission = fixture.submission(Kind::Ecs, run_id, Id::new_v4());
     if let Job::Ecs(plan) = &mut submission.job {
         plan.run_task
             .insert("placementWishes".to_owned(), Value::from("near the window"));

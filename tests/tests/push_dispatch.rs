@@ -628,3 +628,116 @@ async fn a_refused_submission_crashes_the_run_with_the_aws_message() {
     );
     assert_eq!(pid, None);
 }
+
+#[tokio::test]
+async fn a_rerun_gets_a_new_task_and_the_old_tasks_reports_no_longer_count() {
+    if !aws_available("a_rerun_gets_a_new_task") {
+        return;
+    }
+    let env = Env::new("rerun").await;
+    let dep = env.ecs_deployment("ecs-rerun").await;
+    let run = env.run(&dep).await;
+    env.dispatcher.dispatch(run).await.expect("dispatch");
+    let first_task = env.tasks_of(run).await.remove(0);
+    let first_event = ecs_event("ecs-task-stopped.json", run, &first_task);
+    assert!(
+        env.dispatcher
+            .apply_ecs_task(&first_event)
+            .await
+            .expect("applies")
+    );
+    assert_eq!(env.state(run).await.0, StateType::Completed);
+
+    // Scheduled again (a manual rerun): the claim drops the old task's id with the new attempt.
+    let now = env.app.services.now();
+    env.app
+        .services
+        .set_flow_run_state(
+            run,
+            State::new(StateType::Scheduled, now).scheduled_at(now),
+            true,
+        )
+        .await
+        .expect("rescheduled");
+    // A claim (here one whose dispatcher then dies) starts the attempt with no task id, so the
+    // sweep cannot mistake the first task's exit for this attempt's.
+    let claim = env
+        .app
+        .services
+        .claim_flow_run(run, State::new(StateType::Pending, now))
+        .await
+        .expect("claims");
+    assert!(claim.committed);
+    assert_eq!(
+        env.state(run).await.2,
+        None,
+        "the old task id is dropped with the claim"
+    );
+    env.dispatcher.sweep(None).await.expect("sweep");
+    assert_eq!(
+        env.state(run).await.0,
+        StateType::Pending,
+        "not settled by the old task"
+    );
+    env.clock.advance(chrono::Duration::seconds(121));
+    let s = env.dispatcher.sweep(None).await.expect("sweep");
+    assert_eq!(s.resumed, 1, "{s:?}");
+    let tasks = env.tasks_of(run).await;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let (state, _, pid) = env.state(run).await;
+    assert_eq!(state, StateType::Pending);
+    let pid = pid.expect("recorded");
+    assert!(!pid.ends_with(&first_task), "the new attempt's task: {pid}");
+    // A late duplicate about the first task changes nothing.
+    assert!(
+        !env.dispatcher
+            .apply_ecs_task(&first_event)
+            .await
+            .expect("applies")
+    );
+    assert_eq!(env.state(run).await.0, StateType::Pending);
+}
+
+#[tokio::test]
+async fn an_in_process_retry_is_never_submitted_again() {
+    if !aws_available("an_in_process_retry_is_never_submitted_again") {
+        return;
+    }
+    let env = Env::new("retry").await;
+    let dep = env.ecs_deployment("ecs-retry").await;
+    let run = env.run(&dep).await;
+    env.dispatcher.dispatch(run).await.expect("dispatch");
+    // Prefect's engine retries the flow inside the running container: AwaitingRetry, in process.
+    let mut policy = serde_json::Map::new();
+    policy.insert("retry_type".to_owned(), json!("in_process"));
+    env.app
+        .services
+        .update_flow_run(
+            run,
+            sluice_services::FlowRunPatch {
+                empirical_policy: Some(policy),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("policy");
+    let now = env.app.services.now();
+    env.app
+        .services
+        .set_flow_run_state(
+            run,
+            State::new(StateType::Scheduled, now)
+                .named("AwaitingRetry")
+                .scheduled_at(now),
+            true,
+        )
+        .await
+        .expect("awaiting retry");
+    assert!(matches!(
+        env.dispatcher.dispatch(run).await.expect("dispatch"),
+        Dispatched::Skipped(_)
+    ));
+    env.dispatcher.sweep(None).await.expect("sweep");
+    assert_eq!(env.tasks_of(run).await.len(), 1, "still the one task");
+    assert_eq!(env.state(run).await.0, StateType::Scheduled);
+}

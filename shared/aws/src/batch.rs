@@ -11,9 +11,9 @@ use aws_sdk_batch::types::{
 };
 use governor::DefaultDirectRateLimiter;
 use serde_json::{Map, Value};
-use sluice_core::push::CONTENT_HASH_TAG;
 use sluice_core::push::batch::{BatchPlan, JobDefinition};
 use sluice_core::push::observe::{BatchContainer, BatchJob, Progress, batch_progress};
+use sluice_core::push::{ATTEMPT_TAG, CONTENT_HASH_TAG};
 use sluice_infra::{Attempt, InfraError, Submission, Submitted};
 
 use crate::clients::Clients;
@@ -31,7 +31,13 @@ pub(crate) async fn submit(
     plan: &BatchPlan,
 ) -> Result<Submitted, InfraError> {
     if submission.attempt == Attempt::Resume
-        && let Some(job_id) = find(clients, plan.job_queue(), plan.job_name()).await?
+        && let Some(job_id) = find(
+            clients,
+            plan.job_queue(),
+            plan.job_name(),
+            &submission.attempt_id.to_string(),
+        )
+        .await?
     {
         return Ok(Submitted {
             infrastructure_id: job_id,
@@ -59,8 +65,14 @@ pub(crate) async fn submit(
     })
 }
 
-/// The job with this exact name in the queue, whatever its status.
-async fn find(clients: &Clients, queue: &str, name: &str) -> Result<Option<String>, InfraError> {
+/// The job of this run and attempt: the queue's jobs with this exact name, whatever their
+/// status, then the one tagged with the attempt.
+async fn find(
+    clients: &Clients,
+    queue: &str,
+    name: &str,
+    attempt: &str,
+) -> Result<Option<String>, InfraError> {
     let out = clients
         .batch
         .list_jobs()
@@ -74,11 +86,30 @@ async fn find(clients: &Clients, queue: &str, name: &str) -> Result<Option<Strin
         .send()
         .await
         .map_err(|e| classify("ListJobs", &e))?;
-    Ok(out
+    let ids: Vec<String> = out
         .job_summary_list()
         .iter()
-        .find(|j| j.job_name() == Some(name))
-        .and_then(|j| j.job_id().map(str::to_owned)))
+        .filter(|j| j.job_name() == Some(name))
+        .filter_map(|j| j.job_id().map(str::to_owned))
+        .collect();
+    for chunk in ids.chunks(DESCRIBE_BATCH) {
+        let described = clients
+            .batch
+            .describe_jobs()
+            .set_jobs(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeJobs", &e))?;
+        let ours = described.jobs().iter().find(|j| {
+            j.tags()
+                .and_then(|t| t.get(ATTEMPT_TAG))
+                .is_some_and(|v| v == attempt)
+        });
+        if let Some(id) = ours.and_then(|j| j.job_id()) {
+            return Ok(Some(id.to_owned()));
+        }
+    }
+    Ok(None)
 }
 
 async fn ensure_definition(

@@ -13,9 +13,9 @@ use aws_sdk_ecs::types::{
 };
 use governor::DefaultDirectRateLimiter;
 use serde_json::{Map, Value};
-use sluice_core::push::CONTENT_HASH_TAG;
 use sluice_core::push::ecs::{EcsPlan, TaskDefinition, infrastructure_id, parse_infrastructure_id};
 use sluice_core::push::observe::{EcsContainer, EcsTask, Progress, ecs_progress};
+use sluice_core::push::{ATTEMPT_TAG, CONTENT_HASH_TAG};
 use sluice_infra::{Attempt, InfraError, Submission, Submitted};
 
 use crate::clients::Clients;
@@ -50,7 +50,13 @@ pub(crate) async fn submit(
     let run_id = submission.run_id.to_string();
     let cluster = plan.cluster().map(str::to_owned);
     if submission.attempt == Attempt::Resume
-        && let Some(task_arn) = find(clients, cluster.as_deref(), &run_id).await?
+        && let Some(task_arn) = find(
+            clients,
+            cluster.as_deref(),
+            &run_id,
+            &submission.attempt_id.to_string(),
+        )
+        .await?
     {
         return Ok(Submitted {
             infrastructure_id: infrastructure_id(
@@ -103,12 +109,15 @@ pub(crate) async fn submit(
     }
 }
 
-/// The run's task, running or stopped, found by `startedBy`.
+/// The task of this run and attempt, running or stopped: the run's tasks by `startedBy`, then
+/// the one tagged with the attempt.
 async fn find(
     clients: &Clients,
     cluster: Option<&str>,
     run_id: &str,
+    attempt: &str,
 ) -> Result<Option<String>, InfraError> {
+    let mut candidates = Vec::new();
     for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
         let out = clients
             .ecs
@@ -119,8 +128,29 @@ async fn find(
             .send()
             .await
             .map_err(|e| classify("ListTasks", &e))?;
-        if let Some(arn) = out.task_arns().first() {
-            return Ok(Some(arn.clone()));
+        for arn in out.task_arns() {
+            if !candidates.contains(arn) {
+                candidates.push(arn.clone());
+            }
+        }
+    }
+    for chunk in candidates.chunks(DESCRIBE_BATCH) {
+        let out = clients
+            .ecs
+            .describe_tasks()
+            .set_cluster(cluster.map(str::to_owned))
+            .set_tasks(Some(chunk.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTasks", &e))?;
+        let ours = out.tasks().iter().find(|t| {
+            t.tags()
+                .iter()
+                .any(|tag| tag.key() == Some(ATTEMPT_TAG) && tag.value() == Some(attempt))
+        });
+        if let Some(arn) = ours.and_then(|t| t.task_arn()) {
+            return Ok(Some(arn.to_owned()));
         }
     }
     Ok(None)

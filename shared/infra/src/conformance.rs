@@ -10,12 +10,13 @@ use crate::{Attempt, Kind, PushInfrastructure, Submission};
 
 #[async_trait]
 pub trait Fixture: Send + Sync {
-    /// A valid submission of `kind` for `run_id` on the platform under test.
-    fn submission(&self, kind: Kind, run_id: Id) -> Submission;
+    /// A valid submission of `kind` for `run_id` (attempt `attempt_id`) on the platform under
+    /// test.
+    fn submission(&self, kind: Kind, run_id: Id, attempt_id: Id) -> Submission;
     /// How many tasks or jobs the platform holds for `run_id`, counted without the adapter.
     async fn started_for(&self, kind: Kind, run_id: Id) -> usize;
     /// A submission the platform refuses (e.g. a cluster or queue that does not exist).
-    fn refused_submission(&self, kind: Kind, run_id: Id) -> Submission;
+    fn refused_submission(&self, kind: Kind, run_id: Id, attempt_id: Id) -> Submission;
 }
 
 fn run_id() -> Id {
@@ -38,7 +39,7 @@ async fn submit_starts_one_and_resume_finds_it(
     kind: Kind,
 ) {
     let id = run_id();
-    let mut submission = fx.submission(kind, id);
+    let mut submission = fx.submission(kind, id, Id::new_v4());
     let first = infra.submit(&submission).await.expect("first submission");
     assert!(
         !first.found_existing,
@@ -63,7 +64,7 @@ async fn submit_starts_one_and_resume_finds_it(
     // Another run with the same configuration gets its own task or job.
     let other = run_id();
     let second = infra
-        .submit(&fx.submission(kind, other))
+        .submit(&fx.submission(kind, other, Id::new_v4()))
         .await
         .expect("second run");
     assert_ne!(second.infrastructure_id, first.infrastructure_id);
@@ -77,7 +78,7 @@ async fn a_refused_request_is_rejected_not_transient(
 ) {
     let id = run_id();
     let err = infra
-        .submit(&fx.refused_submission(kind, id))
+        .submit(&fx.refused_submission(kind, id, Id::new_v4()))
         .await
         .expect_err("the platform refuses it");
     assert!(!err.is_transient(), "{kind:?}: {err} is permanent");
@@ -94,7 +95,7 @@ async fn observe_reports_every_id_and_unknown_ones_missing(
     kind: Kind,
 ) {
     let submitted = infra
-        .submit(&fx.submission(kind, run_id()))
+        .submit(&fx.submission(kind, run_id(), Id::new_v4()))
         .await
         .expect("submits");
     let unknown = match kind {
@@ -126,7 +127,7 @@ async fn stop_ends_the_task_and_is_idempotent(
     kind: Kind,
 ) {
     let submitted = infra
-        .submit(&fx.submission(kind, run_id()))
+        .submit(&fx.submission(kind, run_id(), Id::new_v4()))
         .await
         .expect("submits");
     let id = submitted.infrastructure_id;

@@ -3,9 +3,10 @@
 //!
 //! The contract (checked by [`conformance`] against every adapter):
 //! - [`PushInfrastructure::submit`] starts one task or job for a run. When told the run may have
-//!   been submitted before (`Attempt::Resume`), it first looks for that run's task or job and
-//!   returns it instead of starting another, so a retried or resumed submission never doubles a
-//!   run. A first attempt skips the lookup: the store's claim guarantees nobody submitted before.
+//!   been submitted before (`Attempt::Resume`), it first looks for the task or job of that run
+//!   and attempt and returns it instead of starting another, so a retried or resumed submission
+//!   never doubles a run, and a rerun is never mistaken for its earlier attempt. A first attempt
+//!   skips the lookup: the store's claim guarantees nobody submitted it before.
 //! - Definitions (ECS task definitions, Batch job definitions) are registered only when no ACTIVE
 //!   revision carries the same content hash.
 //! - [`PushInfrastructure::observe`] reports every id it is given; an id the platform does not
@@ -64,6 +65,9 @@ impl Job {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
     pub run_id: Id,
+    /// The attempt (the id of the PENDING state that claimed the run): a resumed submission
+    /// returns only a task or job of this attempt, never one of an earlier run of it.
+    pub attempt_id: Id,
     pub job: Job,
     pub credentials: Option<Value>,
     pub attempt: Attempt,

@@ -121,6 +121,15 @@ fn crashed(message: &str, now: Timestamp) -> State {
     State::new(StateType::Crashed, now).with_message(message)
 }
 
+/// A retry Prefect's engine performs inside the running container (`retry_type: in_process`):
+/// submitting it again would run the flow twice.
+fn is_in_process_retry(run: &FlowRun) -> bool {
+    run.empirical_policy
+        .get("retry_type")
+        .and_then(Value::as_str)
+        == Some("in_process")
+}
+
 fn older_than(state: Option<&State>, seconds: i64, now: Timestamp) -> bool {
     state.is_some_and(|s| s.timestamp + chrono::Duration::seconds(seconds) <= now)
 }
@@ -161,7 +170,12 @@ impl Dispatcher {
             )));
         };
         let now = self.now();
-        let attempt = match run.state_type() {
+        let (attempt, attempt_id) = match run.state_type() {
+            Some(StateType::Scheduled) if is_in_process_retry(&run) => {
+                return Ok(Dispatched::Skipped(
+                    "an in-process retry: the run's own container retries it".to_owned(),
+                ));
+            }
             Some(StateType::Scheduled) => {
                 if let Some(at) = run.next_scheduled_start_time
                     && at > now
@@ -182,7 +196,11 @@ impl Dispatcher {
                             .unwrap_or_else(|| claim.status.as_str().to_owned())
                     )));
                 }
-                Attempt::First
+                let attempt_id = match &claim.state {
+                    Some(state) => state.id,
+                    None => self.claim_state_id(run_id).await?,
+                };
+                (Attempt::First, attempt_id)
             }
             Some(StateType::Pending) if run.infrastructure_pid.is_none() => {
                 let lease = self.settings.submit_lease_seconds;
@@ -205,7 +223,7 @@ impl Dispatcher {
                             .unwrap_or_else(|| "another dispatcher holds it".to_owned()),
                     ));
                 }
-                Attempt::Resume
+                (Attempt::Resume, self.claim_state_id(run_id).await?)
             }
             other => {
                 return Ok(Dispatched::Skipped(format!(
@@ -219,7 +237,25 @@ impl Dispatcher {
                 )));
             }
         };
-        self.submit_claimed(run_id, &pool, kind, attempt).await
+        self.submit_claimed(run_id, &pool, kind, attempt, attempt_id)
+            .await
+    }
+
+    /// The submission attempt of a claimed run: the first PENDING state after its last
+    /// SCHEDULED one (the claim), found in its history so a resumed attempt keeps the id.
+    async fn claim_state_id(&self, run_id: Id) -> Result<Id> {
+        let states = self.services.store.read_flow_run_states(run_id).await?;
+        let after = states
+            .iter()
+            .rposition(|s| s.state_type == StateType::Scheduled)
+            .map_or(0, |i| i + 1);
+        states[after..]
+            .iter()
+            .find(|s| s.state_type == StateType::Pending)
+            .map(|s| s.id)
+            .ok_or_else(|| {
+                ServiceError::Conflict(format!("flow run {run_id} has not been claimed"))
+            })
     }
 
     async fn submit_claimed(
@@ -228,6 +264,7 @@ impl Dispatcher {
         pool: &WorkPool,
         kind: Kind,
         attempt: Attempt,
+        attempt_id: Id,
     ) -> Result<Dispatched> {
         let run = self.services.read_flow_run(run_id).await?.value;
         let prepared = match self.prepare(&run, pool, kind).await {
@@ -252,7 +289,7 @@ impl Dispatcher {
             }
             Err(Unprepared::Service(e)) => return Err(e),
         };
-        let job = match self.plan(&prepared, &run, pool).await {
+        let job = match self.plan(&prepared, &run, pool, attempt_id).await {
             Ok(job) => job,
             Err(message) => {
                 let message = format!("Failed to submit flow run to infrastructure: {message}");
@@ -282,6 +319,7 @@ impl Dispatcher {
         }
         let submission = Submission {
             run_id,
+            attempt_id,
             job,
             credentials: prepared.credentials.clone(),
             attempt,
@@ -347,12 +385,14 @@ impl Dispatcher {
                 return Err(ServiceError::Invalid(m));
             }
         };
+        let attempt_id = self.claim_state_id(run_id).await?;
         let job = self
-            .plan(&prepared, &run, &pool)
+            .plan(&prepared, &run, &pool, attempt_id)
             .await
             .map_err(ServiceError::Invalid)?;
         Ok(Submission {
             run_id,
+            attempt_id,
             job,
             credentials: prepared.credentials,
             attempt,
@@ -428,6 +468,7 @@ impl Dispatcher {
         prepared: &Prepared,
         run: &FlowRun,
         pool: &WorkPool,
+        attempt: Id,
     ) -> std::result::Result<Job, String> {
         let store = &self.services.store;
         let flow = store
@@ -445,6 +486,7 @@ impl Dispatcher {
             pool_name: &pool.name,
             pool_id: pool.id,
             base_env: &self.settings.base_env,
+            attempt,
         };
         let config = push::prepare_for_flow_run(&prepared.config, &facts);
         let region = prepared
@@ -568,6 +610,7 @@ impl Dispatcher {
                 work_queue_ids: Some(queues),
                 state_types: Some(vec![StateType::Scheduled]),
                 next_scheduled_start_time_before: Some(until),
+                exclude_in_process_retries: true,
                 ..Default::default()
             };
             let runs = self
@@ -655,7 +698,9 @@ impl Dispatcher {
                 let push = pool.is_push();
                 match (run.state_type(), run.infrastructure_pid.clone()) {
                     (Some(StateType::Scheduled), _)
-                        if push && run.next_scheduled_start_time.is_some_and(|t| t <= now) =>
+                        if push
+                            && !is_in_process_retry(&run)
+                            && run.next_scheduled_start_time.is_some_and(|t| t <= now) =>
                     {
                         if let Dispatched::Submitted { .. } =
                             Box::pin(self.dispatch(run.id)).await?

@@ -263,7 +263,7 @@ impl Services {
             } else {
                 orchestration::orchestrate_flow_run(input)
             };
-            let Some(updated) = outcome.updated_run else {
+            let Some(mut updated) = outcome.updated_run else {
                 return Ok(SetStateResult {
                     status: outcome.status,
                     state: outcome.state,
@@ -272,6 +272,13 @@ impl Services {
                     committed: false,
                 });
             };
+            // A claimed run starts a new attempt: an infrastructure id left from an earlier
+            // one (a retry) must not be mistaken for this attempt's.
+            if matches!(guard, Guard::OnlyFromScheduled)
+                && updated.state_type() == Some(StateType::Pending)
+            {
+                updated.infrastructure_pid = None;
+            }
             match self.store.commit_flow_run_state(&updated, version).await {
                 Ok(_) => {
                     return Ok(SetStateResult {

@@ -77,6 +77,7 @@ pub(crate) async fn run(
     job: &ContainerJob,
     id: &str,
     run: &Value,
+    attempt: Id,
     control: &mut watch::Receiver<Control>,
 ) -> Outcome {
     let Rendered { config, deployment } = match render(ctx, run).await {
@@ -88,7 +89,7 @@ pub(crate) async fn run(
         }
         Err(Prep::Failed(message)) => return crash(ctx, id, &message).await,
     };
-    let submission = match submission(ctx, job, id, run, &config, &deployment) {
+    let submission = match submission(ctx, job, id, run, attempt, &config, &deployment) {
         Ok(s) => s,
         Err(message) => {
             return crash(
@@ -156,6 +157,7 @@ fn submission(
     job: &ContainerJob,
     id: &str,
     run: &Value,
+    attempt: Id,
     config: &Value,
     deployment: &Value,
 ) -> Result<Submission, String> {
@@ -196,6 +198,7 @@ fn submission(
         pool_name: &ctx.pool,
         pool_id,
         base_env: &base_env,
+        attempt,
     };
     let credentials = config
         .get("aws_credentials")
@@ -215,6 +218,7 @@ fn submission(
     };
     Ok(Submission {
         run_id,
+        attempt_id: attempt,
         job: planned.map_err(|e| e.to_string())?,
         credentials,
         attempt: Attempt::First,

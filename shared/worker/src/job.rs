@@ -98,12 +98,18 @@ pub(crate) async fn execute(
     };
     let client = &ctx.client;
 
-    // The claim: the server accepts exactly one PENDING proposal per run.
-    match client
+    // The claim: the server accepts exactly one PENDING proposal per run. Its state's id names
+    // this attempt (container jobs tag their task with it).
+    let claim_state_id = match client
         .claim_flow_run(&id, &state("PENDING", "Pending", None))
         .await
     {
-        Ok(r) if r.accepted() && r.state_type() == Some("PENDING") => {}
+        Ok(r) if r.accepted() && r.state_type() == Some("PENDING") => r
+            .state
+            .as_ref()
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str)
+            .and_then(|id| sluice_core::domain::Id::parse_str(id).ok()),
         Ok(r) => {
             tracing::debug!(run = %id, status = %r.status, "claim not granted; skipping");
             return Outcome::Skipped;
@@ -112,7 +118,7 @@ pub(crate) async fn execute(
             tracing::warn!(run = %id, error = %e, "claim failed; skipping");
             return Outcome::Skipped;
         }
-    }
+    };
     tracing::info!(run = %id, "claimed flow run");
     // Prefect's "Submitting" marker; informative only, so its answer does not matter.
     let _ = client
@@ -120,7 +126,8 @@ pub(crate) async fn execute(
         .await;
 
     if let Some(container) = &ctx.container {
-        return crate::container::run(&ctx, container, &id, &run, &mut control).await;
+        let attempt = claim_state_id.unwrap_or_else(sluice_core::domain::Id::new_v4);
+        return crate::container::run(&ctx, container, &id, &run, attempt, &mut control).await;
     }
     let prepared = match prepare(&ctx, &id, &run).await {
         Ok(p) => p,

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    DEFAULT_IMAGE, PlanError, RUN_ID_TAG, RunFacts, env_list, keep_chars, non_empty_str,
-    plan_error, prune, split_command,
+    ATTEMPT_TAG, DEFAULT_IMAGE, PlanError, RUN_ID_TAG, RunFacts, env_list, keep_chars,
+    non_empty_str, plan_error, prune, split_command,
 };
 
 pub const DEFAULT_VCPUS: &str = "1";
@@ -217,6 +217,10 @@ pub fn plan(config: &Value, facts: &RunFacts<'_>) -> Result<BatchPlan, PlanError
         }
     }
     tags.insert(RUN_ID_TAG.to_owned(), Value::from(run_id));
+    tags.insert(
+        ATTEMPT_TAG.to_owned(),
+        Value::from(facts.attempt.to_string()),
+    );
     tags.retain(|k, _| !k.is_empty());
     if tags.len() > MAX_TAGS {
         return Err(plan_error(

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    DEFAULT_IMAGE, PlanError, RUN_ID_TAG, RunFacts, env_list, keep_chars, non_empty_str,
-    plan_error, prune, split_command,
+    ATTEMPT_TAG, DEFAULT_IMAGE, PlanError, RUN_ID_TAG, RunFacts, env_list, keep_chars,
+    non_empty_str, plan_error, prune, split_command,
 };
 
 pub const DEFAULT_CONTAINER_NAME: &str = "prefect";
@@ -41,8 +41,9 @@ pub enum TaskDefinition {
 pub struct EcsPlan {
     pub task_definition: TaskDefinition,
     /// RunTask's body in the ECS API's JSON shape, except `taskDefinition`, which the adapter
-    /// fills with the registered or reused ARN. Carries `clientToken` and `startedBy` (both the
-    /// run id), so a repeated call starts no second task and the task can be found again.
+    /// fills with the registered or reused ARN. Carries `clientToken` (the attempt) and
+    /// `startedBy` (the run id), so a repeated call starts no second task and the task can be
+    /// found again.
     pub run_task: Map<String, Value>,
     /// The container that runs the flow (its exit code decides the run's end).
     pub container_name: String,
@@ -184,8 +185,12 @@ pub fn plan(config: &Value, facts: &RunFacts<'_>, region: &str) -> Result<EcsPla
     container_overrides(cfg, &mut request, &container_name)?;
 
     let mut tags = tag_list(request.get("tags"), cfg.get("labels"))?;
-    tags.retain(|t| t.get("key").and_then(Value::as_str) != Some(RUN_ID_TAG));
+    tags.retain(|t| {
+        let key = t.get("key").and_then(Value::as_str);
+        key != Some(RUN_ID_TAG) && key != Some(ATTEMPT_TAG)
+    });
     tags.push(json!({ "key": RUN_ID_TAG, "value": facts.run.id.to_string() }));
+    tags.push(json!({ "key": ATTEMPT_TAG, "value": facts.attempt.to_string() }));
     if tags.len() > MAX_TAGS {
         return Err(plan_error(
             "labels",
@@ -197,9 +202,16 @@ pub fn plan(config: &Value, facts: &RunFacts<'_>, region: &str) -> Result<EcsPla
     }
     request.insert("tags".to_owned(), Value::Array(tags));
 
-    let run_id = facts.run.id.to_string();
-    request.insert("startedBy".to_owned(), Value::from(run_id.as_str()));
-    request.insert("clientToken".to_owned(), Value::from(run_id));
+    // startedBy (at most 36 characters) names the run, for events and lookups; the client
+    // token names the attempt, so a rerun within ECS's 24 h token window starts a new task.
+    request.insert(
+        "startedBy".to_owned(),
+        Value::from(facts.run.id.to_string()),
+    );
+    request.insert(
+        "clientToken".to_owned(),
+        Value::from(facts.attempt.to_string()),
+    );
     let mut request = Value::Object(request);
     prune(&mut request);
     let Value::Object(run_task) = request else {

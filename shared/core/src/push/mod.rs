@@ -16,6 +16,9 @@ use crate::domain::{FlowRun, Id};
 
 /// Tag (ECS) / tag key (Batch) carrying the flow run's id on every task and job Sluice starts.
 pub const RUN_ID_TAG: &str = "sluice.io/flow-run-id";
+/// Tag carrying the submission attempt (the id of the PENDING state that claimed the run), so a
+/// resumed submission finds this attempt's task or job and not an earlier attempt's.
+pub const ATTEMPT_TAG: &str = "sluice.io/attempt";
 /// Tag on task and job definitions Sluice registers: the hash of the definition's content, so an
 /// identical definition is found and reused instead of registering a revision per run.
 pub const CONTENT_HASH_TAG: &str = "sluice.io/content-hash";
@@ -49,6 +52,9 @@ pub struct RunFacts<'a> {
     pub pool_id: Id,
     /// Variables every job gets below its own `env`, e.g. `PREFECT_API_URL`.
     pub base_env: &'a BTreeMap<String, String>,
+    /// The submission attempt: the id of the PENDING state that claimed the run. A rerun of
+    /// the same run is another attempt, with its own ECS client token.
+    pub attempt: Id,
 }
 
 impl RunFacts<'_> {

@@ -49,6 +49,7 @@ fn facts<'a>(run: &'a FlowRun, base_env: &'a BTreeMap<String, String>) -> RunFac
         pool_name: "aws",
         pool_id: Id::from_u128(0x900),
         base_env,
+        attempt: Id::from_u128(0xa77e),
     }
 }
 
@@ -111,7 +112,10 @@ fn prefect_ecs_template_with_defaults_plans_a_fargate_task() {
         json!({ "awsvpcConfiguration": network() })
     );
     let run_id = Id::from_u128(0xabcd).to_string();
-    assert_eq!(rt["clientToken"], run_id.as_str());
+    assert_eq!(
+        rt["clientToken"],
+        Id::from_u128(0xa77e).to_string().as_str()
+    );
     assert_eq!(rt["startedBy"], run_id.as_str());
     let overrides = &rt["overrides"]["containerOverrides"][0];
     assert_eq!(overrides["name"], "prefect");
@@ -136,6 +140,7 @@ fn prefect_ecs_template_with_defaults_plans_a_fargate_task() {
         })
         .collect();
     assert_eq!(tags[RUN_ID_TAG], run_id);
+    assert_eq!(tags[super::ATTEMPT_TAG], Id::from_u128(0xa77e).to_string());
     assert_eq!(tags["team"], "data-science", "slugified like Prefect");
     assert_eq!(tags["prefect.io/flow-run-name"], "gentle-fox");
     assert_eq!(tags["prefect.io/deployment-name"], "nightly");
