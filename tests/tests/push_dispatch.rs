@@ -202,6 +202,27 @@ async fn a_due_ecs_run_is_submitted_once_even_when_dispatched_twice_and_then_com
         "{:?}",
         task.tags()
     );
+    // The attempt tag names the claim, as the run's history records it (a resumed submission
+    // looks the task up by that).
+    let states = env
+        .app
+        .services
+        .store
+        .read_flow_run_states(run)
+        .await
+        .expect("history");
+    let claim = states
+        .iter()
+        .find(|s| s.state_type == StateType::Pending)
+        .expect("the claim");
+    assert!(
+        task.tags()
+            .iter()
+            .any(|t| t.key() == Some("sluice.io/attempt")
+                && t.value() == Some(&claim.id.to_string())),
+        "{:?}",
+        task.tags()
+    );
     let run_env: Vec<_> = task.overrides().expect("overrides").container_overrides()[0]
         .environment()
         .iter()
