@@ -288,7 +288,7 @@ async fn a_scheduled_ecs_push_run_gets_exactly_one_task_through_queue_ticks_and_
     for _ in 0..2 {
         let counts = stack.tick().await;
         assert_eq!(counts.enqueued, 1, "{counts:?}");
-        by_ticks += counts.dispatched;
+        by_ticks += counts.sweep.dispatched;
     }
     // Three messages for one run (the api's at creation, one per tick), delayed to its time.
     let early = stack.receive(Duration::from_millis(1500)).await;
@@ -386,16 +386,20 @@ async fn events_end_runs_failed_and_crashed_and_the_sweep_takes_over_an_abandone
         .await
         .expect("claims");
     assert!(claim.committed);
-    assert_eq!(stack.tick().await.resumed, 0, "not before the lease ends");
+    assert_eq!(
+        stack.tick().await.sweep.resumed,
+        0,
+        "not before the lease ends"
+    );
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let counts = stack.tick().await;
-    assert_eq!(counts.resumed, 1, "{counts:?}");
+    assert_eq!(counts.sweep.resumed, 1, "{counts:?}");
     assert_eq!(
         stack.tasks_of(id).await.len(),
         1,
         "one task after the takeover"
     );
-    assert_eq!(stack.tick().await.resumed, 0);
+    assert_eq!(stack.tick().await.sweep.resumed, 0);
     assert_eq!(stack.tasks_of(id).await.len(), 1);
     stack.table.delete().await;
 }

@@ -15,7 +15,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use sluice_infra::DispatchQueue;
-use sluice_services::push::Dispatcher;
+use sluice_services::push::{Dispatcher, SweepSummary};
 use sluice_services::{
     ServiceError, Services, Settings, SystemClock, foreman, late_runs, scheduler,
 };
@@ -126,18 +126,13 @@ pub struct ForemanCounts {
     pub deployments_not_ready: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PushCounts {
     /// Runs due within the horizon handed to the dispatch queue (delayed to their time).
     pub enqueued: usize,
-    /// Due runs nobody had dispatched, submitted by the sweep itself.
-    pub dispatched: usize,
-    /// Abandoned submissions taken over after their lease.
-    pub resumed: usize,
-    pub observed: usize,
-    pub settled: usize,
-    pub stops_requested: usize,
-    pub cancellations_timed_out: usize,
+    /// What the reconcile sweep did (dispatched, resumed, observed, settled, ...).
+    #[serde(flatten)]
+    pub sweep: SweepSummary,
 }
 
 /// The push step's dependencies: the dispatcher and, when configured, the dispatch queue.
@@ -162,16 +157,8 @@ async fn push_tick(push: &Push) -> Result<PushCounts, ServiceError> {
             }
         }
     }
-    let s = Box::pin(d.sweep(None)).await?;
-    Ok(PushCounts {
-        enqueued,
-        dispatched: s.dispatched,
-        resumed: s.resumed,
-        observed: s.observed,
-        settled: s.settled,
-        stops_requested: s.stops_requested,
-        cancellations_timed_out: s.cancellations_timed_out,
-    })
+    let sweep = Box::pin(d.sweep(None)).await?;
+    Ok(PushCounts { enqueued, sweep })
 }
 
 /// At least one tick failed. The invocation is reported as failed so the function's error

@@ -16,8 +16,8 @@ use sluice_core::push::observe::{BatchContainer, BatchJob, Progress, batch_progr
 use sluice_core::push::{ATTEMPT_TAG, CONTENT_HASH_TAG};
 use sluice_infra::{Attempt, InfraError, Submission, Submitted};
 
+use crate::DefinitionCache;
 use crate::clients::Clients;
-use crate::ecs::DefinitionCache;
 use crate::error::classify;
 use crate::json::{Obj, invalid};
 
@@ -164,6 +164,29 @@ fn resource_requirements(o: &Obj<'_>) -> Result<Vec<ResourceRequirement>, InfraE
         .collect()
 }
 
+/// `retryStrategy` and `timeout` read the same in a job definition and in a submission.
+fn retry_strategy(o: &Obj<'_>) -> Result<Option<RetryStrategy>, InfraError> {
+    let Some(r) = o.obj("retryStrategy")? else {
+        return Ok(None);
+    };
+    let strategy = RetryStrategy::builder()
+        .set_attempts(r.int("attempts")?)
+        .build();
+    r.done()?;
+    Ok(Some(strategy))
+}
+
+fn timeout(o: &Obj<'_>) -> Result<Option<JobTimeout>, InfraError> {
+    let Some(t) = o.obj("timeout")? else {
+        return Ok(None);
+    };
+    let timeout = JobTimeout::builder()
+        .set_attempt_duration_seconds(t.int("attemptDurationSeconds")?)
+        .build();
+    t.done()?;
+    Ok(Some(timeout))
+}
+
 fn environment(o: &Obj<'_>) -> Result<Vec<KeyValuePair>, InfraError> {
     o.list("environment")?
         .into_iter()
@@ -195,22 +218,9 @@ async fn register(
     for cap in o.strs("platformCapabilities")?.unwrap_or_default() {
         req = req.platform_capabilities(PlatformCapability::from(cap.as_str()));
     }
-    if let Some(r) = o.obj("retryStrategy")? {
-        req = req.retry_strategy(
-            RetryStrategy::builder()
-                .set_attempts(r.int("attempts")?)
-                .build(),
-        );
-        r.done()?;
-    }
-    if let Some(t) = o.obj("timeout")? {
-        req = req.timeout(
-            JobTimeout::builder()
-                .set_attempt_duration_seconds(t.int("attemptDurationSeconds")?)
-                .build(),
-        );
-        t.done()?;
-    }
+    req = req
+        .set_retry_strategy(retry_strategy(&o)?)
+        .set_timeout(timeout(&o)?);
     if let Some(p) = o.obj("containerProperties")? {
         let mut b = ContainerProperties::builder()
             .set_image(p.str("image")?)
@@ -301,22 +311,9 @@ fn submit_request(
         );
         c.done()?;
     }
-    if let Some(r) = o.obj("retryStrategy")? {
-        req = req.retry_strategy(
-            RetryStrategy::builder()
-                .set_attempts(r.int("attempts")?)
-                .build(),
-        );
-        r.done()?;
-    }
-    if let Some(t) = o.obj("timeout")? {
-        req = req.timeout(
-            JobTimeout::builder()
-                .set_attempt_duration_seconds(t.int("attemptDurationSeconds")?)
-                .build(),
-        );
-        t.done()?;
-    }
+    req = req
+        .set_retry_strategy(retry_strategy(&o)?)
+        .set_timeout(timeout(&o)?);
     if let Some(a) = o.obj("arrayProperties")? {
         req = req.array_properties(ArrayProperties::builder().set_size(a.int("size")?).build());
         a.done()?;

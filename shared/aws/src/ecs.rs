@@ -2,7 +2,6 @@
 //! `startedBy`, DescribeTasks for progress, StopTask.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
@@ -18,25 +17,10 @@ use sluice_core::push::observe::{EcsContainer, EcsTask, Progress, ecs_progress};
 use sluice_core::push::{ATTEMPT_TAG, CONTENT_HASH_TAG};
 use sluice_infra::{Attempt, InfraError, Submission, Submitted};
 
+use crate::DefinitionCache;
 use crate::clients::Clients;
 use crate::error::classify;
 use crate::json::{Obj, invalid};
-
-/// Content hash → definition ARN, for ECS task and Batch job definitions alike.
-#[derive(Default)]
-pub(crate) struct DefinitionCache(Mutex<HashMap<String, String>>);
-
-impl DefinitionCache {
-    pub(crate) fn get(&self, key: &str) -> Option<String> {
-        self.0.lock().ok()?.get(key).cloned()
-    }
-
-    pub(crate) fn put(&self, key: String, arn: String) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(key, arn);
-        }
-    }
-}
 
 const DESCRIBE_BATCH: usize = 100;
 
@@ -239,12 +223,7 @@ async fn register(
         es.done()?;
         req = req.ephemeral_storage(EphemeralStorage::builder().size_in_gib(size).build());
     }
-    for t in o.list("tags")? {
-        let tag = Tag::builder()
-            .set_key(t.str("key")?)
-            .set_value(t.str("value")?)
-            .build();
-        t.done()?;
+    for tag in tags(&o)? {
         req = req.tags(tag);
     }
     for c in o.list("containerDefinitions")? {
@@ -313,6 +292,21 @@ fn container_definition(c: &Obj<'_>) -> Result<ContainerDefinition, InfraError> 
         );
     }
     Ok(b.build())
+}
+
+/// `[{key, value}]` as ECS tags (task definitions and tasks alike).
+fn tags(o: &Obj<'_>) -> Result<Vec<Tag>, InfraError> {
+    o.list("tags")?
+        .into_iter()
+        .map(|t| {
+            let tag = Tag::builder()
+                .set_key(t.str("key")?)
+                .set_value(t.str("value")?)
+                .build();
+            t.done()?;
+            Ok(tag)
+        })
+        .collect()
 }
 
 fn key_value(e: &Obj<'_>) -> Result<KeyValuePair, InfraError> {
@@ -404,12 +398,7 @@ fn run_task_request(
         ov.done()?;
         req = req.overrides(b.build());
     }
-    for t in o.list("tags")? {
-        let tag = Tag::builder()
-            .set_key(t.str("key")?)
-            .set_value(t.str("value")?)
-            .build();
-        t.done()?;
+    for tag in tags(&o)? {
         req = req.tags(tag);
     }
     o.done()?;

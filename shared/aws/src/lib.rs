@@ -42,6 +42,22 @@ impl Default for Rates {
     }
 }
 
+/// Content hash → definition ARN, for ECS task and Batch job definitions alike.
+#[derive(Default)]
+pub(crate) struct DefinitionCache(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl DefinitionCache {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    pub(crate) fn put(&self, key: String, arn: String) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, arn);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AwsPush {
     inner: Arc<Inner>,
@@ -51,7 +67,7 @@ struct Inner {
     clients: clients::ClientCache,
     run_task: DefaultDirectRateLimiter,
     submit_job: DefaultDirectRateLimiter,
-    definitions: ecs::DefinitionCache,
+    definitions: DefinitionCache,
 }
 
 fn limiter(per_second: u32) -> DefaultDirectRateLimiter {
@@ -72,7 +88,7 @@ impl AwsPush {
                 clients: clients::ClientCache::new(default_clients),
                 run_task: limiter(rates.run_task_per_second),
                 submit_job: limiter(rates.submit_job_per_second),
-                definitions: ecs::DefinitionCache::default(),
+                definitions: DefinitionCache::default(),
             }),
         }
     }

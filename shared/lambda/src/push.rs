@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_aws::{AwsPush, Rates, SqsQueue};
-use sluice_services::Services;
 use sluice_services::push::{Dispatcher, PushSettings};
+use sluice_services::{Services, Settings, SystemClock};
+use sluice_store_dynamodb::{DynamoStore, Retention};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushConfig {
@@ -123,6 +124,23 @@ impl PushConfig {
             None => None,
         }
     }
+}
+
+/// The services over the table `SLUICE_TABLE` names and the dispatcher over them, with the
+/// push configuration they came from: what the dispatcher and events functions start with.
+pub async fn dispatcher_from_env()
+-> Result<(Dispatcher, PushConfig), Box<dyn std::error::Error + Send + Sync>> {
+    let table = std::env::var("SLUICE_TABLE")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(
+            "SLUICE_TABLE is not set: it must name the DynamoDB table Sluice stores its data in",
+        )?;
+    let retention = Retention::from_env()?;
+    let push = PushConfig::from_env()?;
+    let store = DynamoStore::connect(table, retention).await;
+    let services = Services::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    Ok((push.dispatcher(services).await, push))
 }
 
 #[cfg(test)]

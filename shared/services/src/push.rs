@@ -92,7 +92,7 @@ pub enum Dispatched {
     RetryLater(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepSummary {
     pub dispatched: usize,
     pub resumed: usize,
@@ -115,10 +115,6 @@ struct Prepared {
     kind: Kind,
     config: Value,
     credentials: Option<Value>,
-}
-
-fn crashed(message: &str, now: Timestamp) -> State {
-    State::new(StateType::Crashed, now).with_message(message)
 }
 
 /// A retry Prefect's engine performs inside the running container (`retry_type: in_process`):
@@ -270,34 +266,17 @@ impl Dispatcher {
         let prepared = match self.prepare(&run, pool, kind).await {
             Ok(p) => p,
             Err(Unprepared::DeploymentGone(message)) => {
-                let now = self.now();
-                self.services
-                    .set_flow_run_state(
-                        run_id,
-                        State::new(StateType::Cancelled, now).with_message(message.as_str()),
-                        true,
-                    )
-                    .await?;
+                self.force_cancel(run_id, &message).await?;
                 return Ok(Dispatched::Cancelled(message));
             }
             Err(Unprepared::Invalid(message)) => {
-                let message = format!("Failed to submit flow run to infrastructure: {message}");
-                self.services
-                    .set_flow_run_state(run_id, crashed(&message, self.now()), false)
-                    .await?;
-                return Ok(Dispatched::Crashed(message));
+                return self.submission_failed(run_id, &message).await;
             }
             Err(Unprepared::Service(e)) => return Err(e),
         };
         let job = match self.plan(&prepared, &run, pool, attempt_id).await {
             Ok(job) => job,
-            Err(message) => {
-                let message = format!("Failed to submit flow run to infrastructure: {message}");
-                self.services
-                    .set_flow_run_state(run_id, crashed(&message, self.now()), false)
-                    .await?;
-                return Ok(Dispatched::Crashed(message));
-            }
+            Err(message) => return self.submission_failed(run_id, &message).await,
         };
         // A run cancelled while it was being claimed or rendered is never submitted.
         let latest = self.services.read_flow_run(run_id).await?.value;
@@ -307,13 +286,7 @@ impl Dispatcher {
         ) {
             let message = "Flow run cancelled before it was submitted.".to_owned();
             if latest.state_type() == Some(StateType::Cancelling) {
-                self.services
-                    .set_flow_run_state(
-                        run_id,
-                        State::new(StateType::Cancelled, self.now()).with_message(message.as_str()),
-                        true,
-                    )
-                    .await?;
+                self.force_cancel(run_id, &message).await?;
             }
             return Ok(Dispatched::Cancelled(message));
         }
@@ -331,11 +304,7 @@ impl Dispatcher {
                 return Ok(Dispatched::RetryLater(message));
             }
             Err(InfraError::Rejected(message)) => {
-                let message = format!("Failed to submit flow run to infrastructure: {message}");
-                self.services
-                    .set_flow_run_state(run_id, crashed(&message, self.now()), false)
-                    .await?;
-                return Ok(Dispatched::Crashed(message));
+                return self.submission_failed(run_id, &message).await;
             }
         };
         let Submitted {
@@ -783,6 +752,19 @@ impl Dispatcher {
             }
         }
         Ok(summary)
+    }
+
+    /// Ends a run that cannot be submitted CRASHED, in Prefect's words.
+    async fn submission_failed(&self, run_id: Id, reason: &str) -> Result<Dispatched> {
+        let message = format!("Failed to submit flow run to infrastructure: {reason}");
+        self.services
+            .set_flow_run_state(
+                run_id,
+                State::new(StateType::Crashed, self.now()).with_message(message.as_str()),
+                false,
+            )
+            .await?;
+        Ok(Dispatched::Crashed(message))
     }
 
     async fn force_cancel(&self, run_id: Id, message: &str) -> Result<()> {

@@ -64,6 +64,16 @@ async fn propose(ctx: &JobContext, id: &str, state: &State, force: bool) {
     }
 }
 
+/// Reports a run that could not be submitted (Prefect's wording) as CRASHED.
+async fn submission_failed(ctx: &JobContext, id: &str, reason: impl std::fmt::Display) -> Outcome {
+    crash(
+        ctx,
+        id,
+        &format!("Failed to submit flow run to infrastructure: {reason}"),
+    )
+    .await
+}
+
 async fn crash(ctx: &JobContext, id: &str, message: &str) -> Outcome {
     tracing::warn!(run = %id, %message, "flow run crashed");
     let state = State::new(StateType::Crashed, chrono::Utc::now()).with_message(message);
@@ -80,7 +90,11 @@ pub(crate) async fn run(
     attempt: Id,
     control: &mut watch::Receiver<Control>,
 ) -> Outcome {
-    let Rendered { config, deployment } = match render(ctx, run).await {
+    let Rendered {
+        config,
+        deployment,
+        pool,
+    } = match render(ctx, run).await {
         Ok(r) => r,
         Err(Prep::DeploymentGone(message)) => {
             let state = State::new(StateType::Cancelled, chrono::Utc::now()).with_message(message);
@@ -89,16 +103,24 @@ pub(crate) async fn run(
         }
         Err(Prep::Failed(message)) => return crash(ctx, id, &message).await,
     };
-    let submission = match submission(ctx, job, id, run, attempt, &config, &deployment) {
+    let flow_name = match run.get("flow_id").and_then(Value::as_str) {
+        Some(flow_id) => ctx
+            .client
+            .get_optional(&format!("flows/{flow_id}"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|f| f.get("name").and_then(Value::as_str).map(str::to_owned)),
+        None => None,
+    };
+    let known = Known {
+        deployment: &deployment,
+        pool: &pool,
+        flow_name: flow_name.as_deref(),
+    };
+    let submission = match submission(ctx, job, id, run, attempt, &config, &known) {
         Ok(s) => s,
-        Err(message) => {
-            return crash(
-                ctx,
-                id,
-                &format!("Failed to submit flow run to infrastructure: {message}"),
-            )
-            .await;
-        }
+        Err(message) => return submission_failed(ctx, id, message).await,
     };
     if matches!(
         current_state(ctx, id).await,
@@ -123,12 +145,7 @@ pub(crate) async fn run(
                 attempt += 1;
             }
             Err(e) => {
-                return crash(
-                    ctx,
-                    id,
-                    &format!("Failed to submit flow run to infrastructure: {e}"),
-                )
-                .await;
+                return submission_failed(ctx, id, e).await;
             }
         }
     };
@@ -152,6 +169,13 @@ pub(crate) async fn run(
     .await
 }
 
+/// What the worker read about the run before submitting it.
+struct Known<'a> {
+    deployment: &'a Value,
+    pool: &'a Value,
+    flow_name: Option<&'a str>,
+}
+
 fn submission(
     ctx: &JobContext,
     job: &ContainerJob,
@@ -159,8 +183,9 @@ fn submission(
     run: &Value,
     attempt: Id,
     config: &Value,
-    deployment: &Value,
+    known: &Known<'_>,
 ) -> Result<Submission, String> {
+    let deployment = known.deployment;
     let parse = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .and_then(|s| Id::parse_str(s).ok())
@@ -190,10 +215,10 @@ fn submission(
     if let Some(key) = &ctx.api_key {
         base_env.insert("PREFECT_API_KEY".to_owned(), key.clone());
     }
-    let pool_id = Id::nil();
+    let pool_id = parse(known.pool.get("id")).ok_or("the work pool has no valid id")?;
     let facts = RunFacts {
         run: &flow_run,
-        flow_name: None,
+        flow_name: known.flow_name,
         deployment: deployment_facts,
         pool_name: &ctx.pool,
         pool_id,

@@ -198,6 +198,7 @@ pub(crate) enum Prep {
 pub(crate) struct Rendered {
     pub config: Value,
     pub deployment: Value,
+    pub pool: Value,
 }
 
 /// Reads the pool and the run's deployment, merges the job variables, fetches the blocks and
@@ -243,6 +244,7 @@ pub(crate) async fn render(ctx: &JobContext, run: &Value) -> Result<Rendered, Pr
     Ok(Rendered {
         config: finalize_base_fields(config),
         deployment,
+        pool,
     })
 }
 
@@ -254,7 +256,9 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
     if let Some(local) = &ctx.local {
         return prepare_local(ctx, id, run, local).await;
     }
-    let Rendered { config, deployment } = render(ctx, run).await?;
+    let Rendered {
+        config, deployment, ..
+    } = render(ctx, run).await?;
     let as_map = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
     let worker_env: BTreeMap<String, String> = std::env::vars().collect();
 
