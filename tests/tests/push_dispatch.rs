@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use chrono::SubsecRound;
 use serde_json::{Value, json};
 use sluice_aws::{AwsPush, Rates};
 use sluice_core::domain::{Id, State, StateType};
@@ -26,7 +27,9 @@ struct Env {
 
 impl Env {
     async fn new(tag: &str) -> Env {
-        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        // Whole microseconds, as the store keeps them: a clock with finer digits would let a
+        // state's stored time fall before "now" by luck and hide a missing clock step.
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now().trunc_subsecs(6)));
         let app = TestApp::with_clock(clock.clone());
         let target = push_target(&format!(
             "sluice-{tag}-{}",
@@ -236,7 +239,9 @@ async fn a_due_ecs_run_is_submitted_once_even_when_dispatched_twice_and_then_com
     assert!(run_env.contains(&("PREFECT__FLOW_RUN_ID".to_owned(), run.to_string())));
 
     // No events here: the sweep follows the task (the emulator moves it on each describe).
+    // Sweeps are seconds apart; the claim is only reconciled once it is in the past.
     for _ in 0..8 {
+        env.clock.advance(chrono::Duration::seconds(1));
         env.dispatcher.sweep(None).await.expect("sweep");
         if env.state(run).await.0.is_terminal() {
             break;
@@ -509,7 +514,8 @@ async fn batch_push_runs_are_submitted_once_and_settle_from_describe_and_events(
     );
     let (_, _, pid) = env.state(run).await;
     let job_id = pid.expect("the job id is recorded");
-    // The emulator finishes Batch jobs at once; the sweep sees SUCCEEDED.
+    // The emulator finishes Batch jobs at once; the next sweep sees SUCCEEDED.
+    env.clock.advance(chrono::Duration::seconds(1));
     env.dispatcher.sweep(None).await.expect("sweep");
     assert_eq!(env.state(run).await.0, StateType::Completed);
 
