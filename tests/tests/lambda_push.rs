@@ -271,7 +271,8 @@ async fn a_scheduled_ecs_push_run_gets_exactly_one_task_through_queue_ticks_and_
     let stack = Stack::new("ecs").await;
     stack.pool("ecs-push", "ecs:push").await;
     // Hourly, anchored a few seconds from now: one run inside the dispatch horizon.
-    let anchor = chrono::Utc::now() + chrono::Duration::seconds(4);
+    // (Far enough ahead that a slow machine still ticks twice before it is due.)
+    let anchor = chrono::Utc::now() + chrono::Duration::seconds(8);
     let dep = stack
         .deployment(
             "ecs-push",
@@ -290,13 +291,10 @@ async fn a_scheduled_ecs_push_run_gets_exactly_one_task_through_queue_ticks_and_
         assert_eq!(counts.enqueued, 1, "{counts:?}");
         by_ticks += counts.sweep.dispatched;
     }
-    // Three messages for one run (the api's at creation, one per tick), delayed to its time.
-    let early = stack.receive(Duration::from_millis(1500)).await;
-    assert!(
-        early.is_empty(),
-        "messages arrive no earlier than the run is due: {early:?}"
-    );
-    let messages = stack.receive(Duration::from_secs(5)).await;
+    // Three messages for one run (the api's at creation, one per tick), each held back by SQS
+    // until the run is due: `receive` checks every arrival against the run's time.
+    let until_due = (anchor - chrono::Utc::now()).to_std().unwrap_or_default();
+    let messages = stack.receive(until_due + Duration::from_secs(5)).await;
     assert_eq!(messages.len(), 3, "{messages:?}");
     // Delivered, and then delivered again.
     let once = stack.dispatch(&messages).await;
