@@ -9,9 +9,12 @@ failures included. Run it through `bench/side_by_side.sh`, which documents the o
 
 Workloads, per server:
   1. `loadgen` create-run and set-state at 1 and 8 clients (`--seconds` each after 1 s warm-up);
-  2. `sidebench poll`: `--poll-runs` runs due now, then `--polls` timed polls (limit 10);
+  2. `sidebench poll`: `--poll-runs` runs scheduled `--poll-ahead` s ahead, then `--polls` timed
+     polls (limit 10) whose horizon takes them all in;
   3. `sidebench materialise`: `--deployments` cron deployments, time until their runs exist;
-  4. RSS (ps) of the server's process tree: idle after start, peak while 1-3 run, at the end.
+  4. RSS (ps) of the server's process tree: idle after start, peak while 1-3 run, at the end;
+     and the PSS of the whole service (server tree plus its database cluster, from
+     /proc/PID/smaps_rollup, so memory the processes share is counted once).
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ def stop(proc: subprocess.Popen, name: str) -> None:
 
 def tree_rss_kib(root: int) -> int:
     """RSS (KiB) of `root` and all its descendants, from one `ps` listing."""
+    return sum(kib for _, kib in tree(root))
+
+
+def tree(root: int) -> list[tuple[int, int]]:
+    """(pid, RSS KiB) of `root` and all its descendants, from one `ps` listing."""
     out = subprocess.run(
         ["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True, check=True
     ).stdout
@@ -99,12 +107,31 @@ def tree_rss_kib(root: int) -> int:
         pid, ppid, kib = (int(x) for x in line.split())
         children.setdefault(ppid, []).append(pid)
         rss[pid] = kib
-    total, todo = 0, [root]
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        if pid in rss:
+            found.append((pid, rss[pid]))
         todo.extend(children.get(pid, []))
-    return total
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size (KiB): each page shared by n processes counts 1/n to each, so a
+    sum over a PostgreSQL cluster's backends is its real footprint (their RSS sum is not)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:  # the process ended between the listing and the read
+        pass
+    return 0
+
+
+def service_pss_kib(roots: dict[str, int]) -> int:
+    """PSS of every process of the service: the server tree and its database's."""
+    return sum(pss_kib(pid) for root in roots.values() for pid, _ in tree(root))
 
 
 class RssSampler:
@@ -113,6 +140,7 @@ class RssSampler:
     def __init__(self, roots: dict[str, int], interval: float = 0.5):
         self.roots, self.interval = roots, interval
         self.peak = {k: 0 for k in roots}
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -120,6 +148,7 @@ class RssSampler:
         while not self._stop.is_set():
             for name, pid in self.roots.items():
                 self.peak[name] = max(self.peak[name], tree_rss_kib(pid))
+            self.peak_pss = max(self.peak_pss, service_pss_kib(self.roots))
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -254,7 +283,8 @@ def bench_target(name: str, args, workdir: Path, prefect_venv: Path, pg: Postgre
         roots["postgres"] = pg.postmaster_pid()
     time.sleep(args.settle)
     res["rss_idle_kib"] = {k: tree_rss_kib(p) for k, p in roots.items()}
-    log(f"{name} idle RSS {res['rss_idle_kib']}")
+    res["pss_idle_kib"] = {"service": service_pss_kib(roots)}
+    log(f"{name} idle RSS {res['rss_idle_kib']}, service PSS {res['pss_idle_kib']}")
 
     load = [str(RELEASE / "loadgen"), "--api", api, "--seconds", str(args.seconds)]
     side = [str(RELEASE / "sidebench"), "--api", api]
@@ -264,10 +294,12 @@ def bench_target(name: str, args, workdir: Path, prefect_venv: Path, pg: Postgre
                 key = f"{scenario}-{clients}"
                 res[key] = json_line(load + ["--scenario", scenario, "--clients", str(clients)])
         res["rss_load_kib"] = dict(sampler.peak)
+        res["pss_load_kib"] = {"service": sampler.peak_pss}
         # Prefect on SQLite gets slower, not faster, with more writers (locked database).
         writers = args.sqlite_writers if name == "prefect-sqlite" else None
         res["poll"] = json_line(side + [
             "poll", "--runs", str(args.poll_runs), "--polls", str(args.polls),
+            "--ahead-seconds", str(args.poll_ahead),
             "--seed-clients", str(writers or args.seed_clients)])
         res["materialise"] = json_line(side + [
             "materialise", "--deployments", str(args.deployments), "--cron", args.cron,
@@ -275,6 +307,7 @@ def bench_target(name: str, args, workdir: Path, prefect_venv: Path, pg: Postgre
             "--create-clients", str(writers or args.create_clients),
             "--timeout-s", str(args.materialise_timeout)])
         res["rss_peak_kib"] = dict(sampler.peak)
+        res["pss_peak_kib"] = {"service": sampler.peak_pss}
     res["rss_end_kib"] = {k: tree_rss_kib(p) for k, p in roots.items()}
     stop(proc, name)
     if pg is not None:
@@ -309,6 +342,9 @@ METRICS = [
     ("RSS idle (server tree)", ("rss_idle_kib", "server"), False, "MiB"),
     ("RSS under load (server tree, peak)", ("rss_load_kib", "server"), False, "MiB"),
     ("RSS peak, whole run (server tree)", ("rss_peak_kib", "server"), False, "MiB"),
+    ("PSS idle (service: server + database)", ("pss_idle_kib", "service"), False, "MiB"),
+    ("PSS under load (service, peak)", ("pss_load_kib", "service"), False, "MiB"),
+    ("PSS peak, whole run (service)", ("pss_peak_kib", "service"), False, "MiB"),
 ]
 
 
@@ -370,6 +406,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10, help="loadgen seconds per measurement")
     ap.add_argument("--poll-runs", type=int, default=10_000)
     ap.add_argument("--polls", type=int, default=200)
+    ap.add_argument("--poll-ahead", type=int, default=3600,
+                    help="schedule the poll's runs this many seconds ahead (0: due now; due "
+                    "runs keep Prefect's late-runs service rewriting them while it seeds)")
     ap.add_argument("--seed-clients", type=int, default=4)
     ap.add_argument("--deployments", type=int, default=1_000)
     ap.add_argument("--cron", default="* * * * *")

@@ -1,8 +1,9 @@
 //! `sidebench`: the workloads of the side-by-side comparison with a Prefect server that
 //! `loadgen` does not cover, against any API in Prefect's dialect. One JSON line per call.
 //!
-//! - `poll`: seeds `--runs` runs due now in a fresh pool (untimed), then times `--polls`
-//!   sequential `get_scheduled_flow_runs {scheduled_before: now, limit}` calls, claiming nothing.
+//! - `poll`: seeds `--runs` runs in a fresh pool (untimed), scheduled `--ahead-seconds` from now,
+//!   then times `--polls` sequential `get_scheduled_flow_runs {scheduled_before, limit}` calls
+//!   whose horizon takes in every one of them, claiming nothing.
 //! - `materialise`: creates `--deployments` deployments with one cron schedule each and times how
 //!   long it takes until `--deployments × --expect-per-deployment` SCHEDULED runs exist for them.
 
@@ -40,6 +41,10 @@ enum Command {
         /// `limit` of each poll.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Schedule the runs this far ahead (0: due now) and poll with a horizon past them, as
+        /// a worker's prefetch does. Runs ahead keep a server's late-run marking out of it.
+        #[arg(long, default_value_t = 0)]
+        ahead_seconds: i64,
     },
     /// Time until the scheduled runs of many cron deployments exist.
     Materialise {
@@ -128,9 +133,17 @@ async fn poll(
     seed_clients: usize,
     polls: usize,
     limit: usize,
+    ahead_seconds: i64,
 ) -> anyhow::Result<Value> {
     let retries = Arc::new(Retries::default());
     let (pool, flow) = pool_and_flow(http, api, "poll", &retries).await?;
+    let ahead = chrono::Duration::seconds(ahead_seconds.max(0));
+    // Every run lands before the horizon the polls use.
+    let horizon = if ahead_seconds > 0 {
+        ahead + chrono::Duration::seconds(600)
+    } else {
+        chrono::Duration::zero()
+    };
     let dep = post_retrying(
         http,
         &format!("{api}/deployments/"),
@@ -148,7 +161,12 @@ async fn poll(
         let url = format!("{api}/deployments/{dep}/create_flow_run");
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < runs {
-                let body = json!({"state": {"type": "SCHEDULED"}});
+                let body = if ahead.is_zero() {
+                    json!({"state": {"type": "SCHEDULED"}})
+                } else {
+                    let at = (chrono::Utc::now() + ahead).to_rfc3339();
+                    json!({"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": at}}})
+                };
                 post_retrying(&http, &url, &body, &retries).await?;
             }
             anyhow::Ok(())
@@ -171,7 +189,7 @@ async fn poll(
     let mut short = 0usize;
     for i in 0..polls + 5 {
         let body = json!({
-            "scheduled_before": chrono::Utc::now().to_rfc3339(),
+            "scheduled_before": (chrono::Utc::now() + horizon).to_rfc3339(),
             "limit": limit,
         });
         let t = Instant::now();
@@ -192,6 +210,7 @@ async fn poll(
     Ok(json!({
         "workload": "poll",
         "runs": runs,
+        "ahead_seconds": ahead_seconds,
         "runs_present": present,
         "seed_clients": seed_clients,
         "seed_seconds": secs(seed_seconds),
@@ -315,7 +334,8 @@ async fn main() -> anyhow::Result<()> {
             seed_clients,
             polls,
             limit,
-        } => poll(&http, &api, runs, seed_clients, polls, limit).await?,
+            ahead_seconds,
+        } => poll(&http, &api, runs, seed_clients, polls, limit, ahead_seconds).await?,
         Command::Materialise {
             deployments,
             cron,

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::codec::{DbResult, Result};
 use crate::StoreError;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_API_KEYS];
+pub(super) const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_API_KEYS, V3_RUNS_BY_FLOW];
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE work_pool (
@@ -239,6 +239,12 @@ CREATE TABLE api_key (
     hash    TEXT NOT NULL UNIQUE,
     prefix  TEXT NOT NULL
 ) STRICT;
+"#;
+
+// Runs of one flow (the UI's flow page, `flow-run ls --flow-name`, counts by flow) were a scan
+// of every run; Prefect indexes flow_id too.
+const V3_RUNS_BY_FLOW: &str = r#"
+CREATE INDEX flow_run_by_flow_state ON flow_run (flow_id, state_type);
 "#;
 
 /// The schema version recorded in the database file.
