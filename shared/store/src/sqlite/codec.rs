@@ -302,8 +302,13 @@ impl Where {
     }
 
     /// `col` is one of `values` (an empty list matches nothing, as Prefect's `any_: []` does).
+    /// One value is a plain `=`: SQLite cannot walk an index in ORDER BY order through an
+    /// `IN (subquery)`, so a worker's poll (one queue, one state, LIMIT 10) sorted every due run
+    /// of the queue: 10 ms with 10,000 of them, against 0.1 ms this way.
     pub fn any_of<T: ToString>(&mut self, col: &str, values: Option<&[T]>) {
-        if let Some(values) = values {
+        if let Some([one]) = values {
+            self.push(format!("{col} = ?"), [Value::Text(one.to_string())]);
+        } else if let Some(values) = values {
             self.push(
                 format!("{col} IN (SELECT value FROM json_each(?))"),
                 [json_list(values.iter().map(T::to_string))],
