@@ -7,10 +7,6 @@
 //! connections, which WAL lets run beside the writer; each read is one deferred transaction, so a
 //! multi-query read sees one snapshot, and a read begun after a write's commit sees it. All SQLite
 //! work runs on tokio's blocking pool; no lock is ever held across an `.await`.
-//!
-//! Checkpoints (copying the WAL back into the database file, with an fsync) run on a thread of
-//! their own, at most once a second and only after new commits, so no request waits for one; the
-//! writer checkpoints itself only if that thread falls far behind.
 
 mod codec;
 mod deployments;
@@ -22,8 +18,8 @@ mod run_filter;
 mod runs;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -33,14 +29,6 @@ use codec::{DbResult, Result};
 
 /// Read connections in the pool; reads beyond this many wait for one to free up.
 const READERS: usize = 4;
-/// How often the checkpoint thread looks for new commits to copy back.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// WAL frames (pages) after which the writer checkpoints itself: only when the checkpoint thread
-/// has fallen this far behind (SQLite's default, 1,000, put a checkpoint inside a request every
-/// ~4 MiB of writes).
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
-/// What the WAL file is truncated to after a checkpoint.
-const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
 /// How long a statement waits for another process's lock before reporting `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,10 +44,6 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     path: Option<PathBuf>,
-    /// Commits so far, so the checkpoint thread skips a quiet database.
-    commits: Arc<AtomicU64>,
-    /// Dropping it (with the last clone of the store) ends the checkpoint thread.
-    _checkpointer: Option<mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -93,16 +77,10 @@ impl SqliteStore {
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<Vec<_>>>()?;
-        let checkpoints = Connection::open(path).db()?;
-        configure(&checkpoints, false)?;
-        let commits = Arc::new(AtomicU64::new(0));
-        let checkpointer = spawn_checkpointer(checkpoints, commits.clone())?;
         Ok(SqliteStore::from_parts(
             writer,
             readers,
             Some(path.to_owned()),
-            commits,
-            Some(checkpointer),
         ))
     }
 
@@ -111,13 +89,7 @@ impl SqliteStore {
         let mut writer = Connection::open_in_memory().db()?;
         configure(&writer, false)?;
         migrations::migrate(&mut writer)?;
-        Ok(SqliteStore::from_parts(
-            writer,
-            Vec::new(),
-            None,
-            Arc::default(),
-            None,
-        ))
+        Ok(SqliteStore::from_parts(writer, Vec::new(), None))
     }
 
     /// Where `sluice server` keeps its database by default: the user's data directory
@@ -144,8 +116,6 @@ impl SqliteStore {
         writer: Connection,
         readers: Vec<Mutex<Connection>>,
         path: Option<PathBuf>,
-        commits: Arc<AtomicU64>,
-        checkpointer: Option<mpsc::Sender<()>>,
     ) -> SqliteStore {
         SqliteStore {
             inner: Arc::new(Inner {
@@ -153,8 +123,6 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 path,
-                commits,
-                _checkpointer: checkpointer,
             }),
         }
     }
@@ -174,7 +142,6 @@ impl SqliteStore {
                 .db()?;
             let out = f(&tx)?;
             tx.commit().db()?;
-            inner.commits.fetch_add(1, Ordering::Relaxed);
             Ok(out)
         })
         .await
@@ -215,30 +182,6 @@ impl Inner {
     }
 }
 
-/// Starts the thread that checkpoints the WAL in the background; it stops when the returned
-/// sender is dropped. PASSIVE checkpoints never wait for, or hold up, readers or the writer.
-fn spawn_checkpointer(conn: Connection, commits: Arc<AtomicU64>) -> Result<mpsc::Sender<()>> {
-    let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("sqlite-checkpoint".to_owned())
-        .spawn(move || {
-            let mut seen = commits.load(Ordering::Relaxed);
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
-            {
-                let now = commits.load(Ordering::Relaxed);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "background WAL checkpoint failed; the writer will checkpoint");
-                }
-            }
-        })
-        .map_err(|e| StoreError::Backend(Box::new(e)))?;
-    Ok(stop)
-}
-
 /// A poisoned lock only means a closure panicked mid-transaction; the transaction was rolled
 /// back when it unwound, so the connection is still good.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -252,13 +195,6 @@ fn configure(conn: &Connection, read_only: bool) -> Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL").db()?;
     if read_only {
         conn.pragma_update(None, "query_only", "ON").db()?;
-    } else {
-        // The checkpoint thread does this work; see the module docs. The WAL file is cut back
-        // to 16 MiB after a checkpoint so a burst does not keep its disk space.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-            .db()?;
-        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
-            .db()?;
     }
     Ok(())
 }
@@ -312,39 +248,6 @@ mod tests {
         assert_eq!(
             store.schema_version().await.unwrap(),
             migrations::MIGRATIONS.len()
-        );
-    }
-
-    #[tokio::test]
-    async fn commits_reach_the_database_file_without_a_request_checkpointing() {
-        use crate::VariableStore;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sluice.db");
-        let store = SqliteStore::open(&path).unwrap();
-        let v = variable();
-        store.create_variable(&v).await.unwrap();
-        // The main file alone (no WAL beside it) holds the row once a checkpoint copied it.
-        let copy = dir.path().join("copy.db");
-        let mut found = false;
-        for _ in 0..40 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            std::fs::copy(&path, &copy).unwrap();
-            let conn = Connection::open(&copy).unwrap();
-            found = conn
-                .query_row("SELECT count(*) FROM variable WHERE name = 'v'", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .unwrap_or(0)
-                == 1;
-            drop(conn);
-            let _ = std::fs::remove_file(dir.path().join("copy.db-wal"));
-            if found {
-                break;
-            }
-        }
-        assert!(
-            found,
-            "the write was never checkpointed into the database file"
         );
     }
 
