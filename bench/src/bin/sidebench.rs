@@ -139,10 +139,10 @@ async fn poll(
     let (pool, flow) = pool_and_flow(http, api, "poll", &retries).await?;
     let ahead = chrono::Duration::seconds(ahead_seconds.max(0));
     // Every run lands before the horizon the polls use.
-    let horizon = if ahead_seconds > 0 {
-        ahead + chrono::Duration::seconds(600)
-    } else {
+    let horizon = if ahead.is_zero() {
         chrono::Duration::zero()
+    } else {
+        ahead + chrono::Duration::seconds(600)
     };
     let dep = post_retrying(
         http,
