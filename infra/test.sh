@@ -5,11 +5,16 @@
 #   ./infra/test.sh [cargo test arguments...]
 #   ./infra/test.sh -p sluice-tests --test template    (one package: no --workspace)
 #
-# Installs moto (and Prefect, for the stock-client test) into virtualenvs under target/ when
-# missing (needs python3 with venv/pip and PyPI), starts moto
-# on 127.0.0.1:${MOTO_PORT:-5123} unless it already runs there, and stops it afterwards if it
-# started it. With SLUICE_REQUIRE_AWS=1 the AWS tests fail instead of skipping when they cannot
-# reach the endpoint.
+# Installs moto (and Prefect, for the stock-client test and Prefect's published base job
+# templates) into virtualenvs under the cargo target directory when missing (needs python3 with
+# venv/pip and PyPI), starts moto on 127.0.0.1:${MOTO_PORT:-5123} unless it already runs there,
+# and stops it afterwards if it started it. With SLUICE_REQUIRE_AWS=1 the AWS tests fail instead
+# of skipping when they cannot reach the endpoint.
+#
+# Every test target runs even when one fails; the last line counts passed, failed and skipped
+# tests. A test skips only for material that is not the project's: the real-world corpus in a
+# `shared/testdata` folder beside the repository (a user's clone has none), or Prefect when
+# SLUICE_SKIP_PREFECT=1.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,7 +48,7 @@ unset AWS_SESSION_TOKEN AWS_PROFILE
 # Prefect's own client for the compatibility test (cli/tests/prefect_client.rs), in a
 # virtualenv of its own. Offline, SLUICE_SKIP_PREFECT=1 skips that test instead.
 if [ "${SLUICE_SKIP_PREFECT:-0}" != "1" ]; then
-    SLUICE_PREFECT_VENV="$(SLUICE_TOOLS="$repo/target/prefect" infra/tools.sh prefect)"
+    SLUICE_PREFECT_VENV="$(SLUICE_TOOLS="${CARGO_TARGET_DIR:-$repo/target}/prefect" infra/tools.sh prefect)"
     export SLUICE_PREFECT_VENV
     export SLUICE_REQUIRE_PREFECT=1
 fi
@@ -57,4 +62,44 @@ for arg in "$@"; do
     esac
 done
 
-cargo test "${scope[@]}" --all-features "$@"
+# Tests that cannot run record themselves here (sluice-testkit's `skip`), one line each.
+skip_log="$(mktemp)"
+output="$(mktemp)"
+cleanup_logs() { rm -f "$skip_log" "$output"; }
+trap 'cleanup_logs; if [ "$started_here" -eq 1 ]; then stop_emulator; fi' EXIT
+export SLUICE_SKIP_LOG="$skip_log"
+
+set +e
+cargo test "${scope[@]}" --all-features --no-fail-fast "$@" 2>&1 | tee "$output"
+status="${PIPESTATUS[0]}"
+set -e
+
+# libtest prints one "test result:" line per target; a skipped test returned early, so libtest
+# counted it as passed: move it to the skipped column.
+read -r passed failed ignored < <(awk '
+    /^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i + 1) ~ /^passed;?$/) p += $i
+            if ($(i + 1) ~ /^failed;?$/) f += $i
+            if ($(i + 1) ~ /^ignored;?$/) g += $i
+        }
+    }
+    END { print p + 0, f + 0, g + 0 }' "$output")
+skipped="$(wc -l <"$skip_log")"
+passed=$((passed - skipped))
+
+if [ "$skipped" -gt 0 ]; then
+    echo
+    echo "skipped tests, by reason:"
+    cut -f2 "$skip_log" | sort | uniq -c | sort -rn | sed 's/^/  /'
+fi
+if grep -q "^error: could not compile" "$output"; then
+    echo "infra/test.sh: the tests did not compile (see above)" >&2
+fi
+echo
+summary="$passed passed, $failed failed, $skipped skipped"
+if [ "$ignored" -gt 0 ]; then
+    summary="$summary, $ignored ignored"
+fi
+echo "infra/test.sh: $summary"
+exit "$status"

@@ -4,12 +4,13 @@
 #
 #   infra/tools.sh [TOOL...]     TOOL: moto | cfn-lint | cargo-lambda | sam | prefect (default: moto)
 #
-# The virtualenv lives at $SLUICE_TOOLS (default: target/tools in the repository); put its bin/
+# The virtualenv lives at $SLUICE_TOOLS (default: tools/ in the cargo target directory,
+# ${CARGO_TARGET_DIR:-target}, so clones that share a target directory share it); put its bin/
 # on PATH to use the tools. Prints the virtualenv's path on stdout. Needs python3 with venv/pip.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tools="${SLUICE_TOOLS:-$repo/target/tools}"
+tools="${SLUICE_TOOLS:-${CARGO_TARGET_DIR:-$repo/target}/tools}"
 
 # The pins. Bump them here and nowhere else.
 requirements_of() {

@@ -65,7 +65,7 @@ pub struct PushArgs {
 
 /// Starts the local dispatcher over the ambient AWS configuration (`AWS_REGION`, credentials,
 /// `AWS_ENDPOINT_URL` for an emulator or LocalStack) and returns the services announcing to it.
-async fn start_push(
+fn start_push(
     services: Services,
     args: &PushArgs,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -73,16 +73,14 @@ async fn start_push(
     if args.no_push {
         return (services, None);
     }
-    let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default()).await;
+    // AWS configuration (region, credentials) is loaded when a push pool first needs it.
+    let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default());
     let mut settings = PushSettings {
         template_env: std::env::vars().collect(),
         // No events locally: every sweep describes every live run.
         reconcile_after_seconds: 0,
         ..PushSettings::default()
     };
-    if let Some(region) = infra.region(None).await {
-        settings.default_region = region;
-    }
     if let Some(url) = &args.push_api_url {
         settings
             .base_env
@@ -107,15 +105,21 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         auth,
         push,
     } = command;
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("{host}:{port} is not a valid listen address (see --host)"))?;
+    // The port first: a busy port must not cost a database migration or a table creation.
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "cannot listen on {addr}: the port is already in use (another `sluice server`?); \
+             choose another with --port"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+    };
     let location = store.describe();
     let store = store.open().await?;
     let services = Services::new(store, Arc::new(SystemClock), Settings::default());
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .with_context(|| format!("{host}:{port} is not a valid listen address"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
     match auth {
         AuthMode::ApiKey => {
             let keys = services
@@ -137,7 +141,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     tracing::info!(%addr, store = %location, auth = %Auth::from(auth), "sluice server listening; API at http://{addr}/api");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (services, pusher) = start_push(services, &push, stop_rx.clone()).await;
+    let (services, pusher) = start_push(services, &push, stop_rx.clone());
     let background = {
         let services = services.clone();
         let mut rx = stop_rx.clone();

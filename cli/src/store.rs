@@ -32,7 +32,7 @@ pub struct StoreArgs {
     /// SQLite database file (created if missing). Default: the user's data directory.
     #[arg(long, env = "SLUICE_DB", global = true)]
     pub db: Option<PathBuf>,
-    /// DynamoDB table (created with its indexes if missing).
+    /// DynamoDB table (`server start` creates it with its indexes if missing; `api-key` needs it).
     #[arg(long, env = "SLUICE_TABLE", default_value = "sluice", global = true)]
     pub table: String,
 }
@@ -51,6 +51,51 @@ impl StoreArgs {
         }
     }
 
+    /// Opens a store that must already exist: commands that only read or manage what a server
+    /// keeps (`api-key`) must not leave a new empty database or table behind a mistyped name.
+    pub async fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.db_path();
+                if !path.exists() {
+                    anyhow::bail!(
+                        "there is no Sluice database at {}: `sluice server start` creates it \
+                         (or name another with --db)",
+                        path.display()
+                    );
+                }
+                self.open().await
+            }
+            Backend::Dynamodb => {
+                let store = self.connect_dynamodb().await?;
+                let exists = store.table_exists().await.with_context(|| {
+                    format!(
+                        "cannot read the DynamoDB table {} in region {}",
+                        self.table,
+                        store.region()
+                    )
+                })?;
+                if !exists {
+                    anyhow::bail!(
+                        "the DynamoDB table {} does not exist in region {}: name the stack's \
+                         table with --table (or SLUICE_TABLE) and its region with AWS_REGION",
+                        self.table,
+                        store.region()
+                    );
+                }
+                Ok(Arc::new(store))
+            }
+        }
+    }
+
+    async fn connect_dynamodb(&self) -> anyhow::Result<DynamoStore> {
+        if let Some(db) = &self.db {
+            tracing::warn!(db = %db.display(), "--db is ignored with --store dynamodb");
+        }
+        let retention = Retention::from_env().map_err(anyhow::Error::msg)?;
+        Ok(DynamoStore::connect(self.table.clone(), retention).await)
+    }
+
     /// Opens the store, creating the SQLite file or the DynamoDB table when missing, so one
     /// command works against an empty machine or account.
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
@@ -62,11 +107,7 @@ impl StoreArgs {
                 Ok(Arc::new(store))
             }
             Backend::Dynamodb => {
-                if let Some(db) = &self.db {
-                    tracing::warn!(db = %db.display(), "--db is ignored with --store dynamodb");
-                }
-                let retention = Retention::from_env().map_err(anyhow::Error::msg)?;
-                let store = DynamoStore::connect(self.table.clone(), retention).await;
+                let store = self.connect_dynamodb().await?;
                 store
                     .ensure_table()
                     .await

@@ -8,11 +8,6 @@ use std::time::{Duration, Instant};
 use common::Server;
 use serde_json::{Value, json};
 
-const CANARY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/prefect-yaml/02-PrefectHQ-canary-flows.yaml"
-);
-
 /// An API nobody listens on: commands that must not contact a server still work against it.
 const UNREACHABLE: &str = "http://127.0.0.1:9/api";
 
@@ -215,9 +210,17 @@ fn dry_run_contacts_no_server() {
 
 #[test]
 fn canary_flows_file_plans_25_deployments() {
+    // A public prefect.yaml of PrefectHQ's, from the outside corpus.
+    let Some(canary) = sluice_testkit::shared_testdata(
+        "canary_flows_file_plans_25_deployments",
+        "prefect-yaml/02-PrefectHQ-canary-flows.yaml",
+    ) else {
+        return;
+    };
     let nobody = Server::attach(UNREACHABLE);
+    let canary = canary.to_str().expect("utf-8 path");
     let (code, out, err) =
-        nobody.sluice(&["deploy", "--dry-run", "--all", "--prefect-file", CANARY]);
+        nobody.sluice(&["deploy", "--dry-run", "--all", "--prefect-file", canary]);
     assert_eq!(code, 0, "{err}");
     let planned: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(planned.as_array().map(Vec::len), Some(25));

@@ -21,8 +21,9 @@ fn venv() -> Option<PathBuf> {
                 std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
                 "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT_VENV is not set"
             );
-            eprintln!(
-                "skipped: set SLUICE_PREFECT_VENV to a virtualenv with prefect (infra/test.sh does)"
+            sluice_testkit::skip(
+                "prefect_client",
+                "SLUICE_PREFECT_VENV is not set (infra/test.sh sets it to a virtualenv with prefect)",
             );
             None
         }

@@ -27,10 +27,10 @@ pub fn aws_available(test: &str) -> bool {
         // Required with no endpoint: the account the environment's credentials reach.
         return true;
     }
-    eprintln!(
-        "{test}: skipped: AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)"
-    );
-    false
+    sluice_testkit::skip(
+        test,
+        "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
+    )
 }
 
 /// A table of its own for one test: `sluice-test-<uuid>`, created with its indexes, deleted by

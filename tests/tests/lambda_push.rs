@@ -58,7 +58,7 @@ impl Stack {
             Some(queue.clone()),
         );
         let services = Services::new(store, Arc::new(SystemClock), Settings::default());
-        let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default()).await;
+        let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default());
         let settings = PushSettings {
             // Short, so the takeover can be watched without waiting two minutes.
             submit_lease_seconds: 2,

@@ -175,7 +175,7 @@ async fn the_aws_adapter_keeps_the_push_infrastructure_contract() {
         &Id::new_v4().simple().to_string()[..8]
     ))
     .await;
-    let infra = AwsPush::from_env(Rates::default()).await;
+    let infra = AwsPush::from_env(Rates::default());
     check_all(&infra, &fixture).await;
 }
 
@@ -192,7 +192,7 @@ async fn definitions_are_registered_once_per_content_across_runs_and_processes()
     for kind in [Kind::Ecs, Kind::Batch] {
         // Two processes (fresh caches), three runs each.
         for _ in 0..2 {
-            let infra = AwsPush::from_env(Rates::default()).await;
+            let infra = AwsPush::from_env(Rates::default());
             for _ in 0..3 {
                 infra
                     .submit(&fixture.submission(kind, Id::new_v4(), Id::new_v4()))
@@ -242,7 +242,7 @@ async fn an_unknown_template_field_is_refused_with_its_path_before_any_call() {
         plan.run_task
             .insert("placementWishes".to_owned(), Value::from("near the window"));
     }
-    let infra = AwsPush::from_env(Rates::default()).await;
+    let infra = AwsPush::from_env(Rates::default());
     let err = infra.submit(&submission).await.expect_err("refused");
     assert!(!err.is_transient());
     assert!(

@@ -35,7 +35,7 @@ impl Env {
             "sluice-{tag}-{}",
             &Id::new_v4().simple().to_string()[..8]
         ));
-        let infra = AwsPush::from_env(Rates::default()).await;
+        let infra = AwsPush::from_env(Rates::default());
         let settings = PushSettings {
             reconcile_after_seconds: 0,
             ..PushSettings::default()
@@ -359,7 +359,7 @@ async fn a_dispatcher_dying_after_the_claim_is_taken_over_by_the_sweep_with_one_
         .await
         .expect("claims");
     // The request the dispatcher would have made, sent without recording its answer.
-    let infra = AwsPush::from_env(Rates::default()).await;
+    let infra = AwsPush::from_env(Rates::default());
     let job_env = Env::job_for(&env, submitted_unrecorded).await;
     let first = infra.submit(&job_env).await.expect("submits");
     assert!(!first.found_existing);
@@ -546,21 +546,12 @@ async fn prefects_published_ecs_template_makes_an_ecs_push_pool_whose_runs_submi
     if !aws_available("prefects_published_ecs_template") {
         return;
     }
+    let Some((published, _)) =
+        sluice_testkit::prefect_template("prefects_published_ecs_template", "ecs")
+    else {
+        return;
+    };
     let env = Env::new("prefect-template").await;
-    let path: std::path::PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "shared",
-        "testdata",
-        "base-job-templates",
-        "ecs.json",
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("Prefect's ECS template at {}: {e}", path.display()));
-    let published: Value = serde_json::from_str(&text).expect("JSON");
     let template = published
         .get("base_job_template")
         .cloned()

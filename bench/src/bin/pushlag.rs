@@ -99,7 +99,7 @@ async fn main() -> Result<()> {
     let services = Services::new(Arc::new(store), Arc::new(SystemClock), Settings::default())
         .with_dispatch_queue(Arc::new(queue));
     let recording = Arc::new(Recording {
-        inner: AwsPush::from_env(Rates::default()).await,
+        inner: AwsPush::from_env(Rates::default()),
         calls: Mutex::new(Vec::new()),
     });
     let dispatcher = Dispatcher::new(services.clone(), recording.clone(), PushSettings::default());

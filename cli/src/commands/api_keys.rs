@@ -36,7 +36,7 @@ fn key_json(key: &ApiKey) -> Value {
 
 pub async fn run(store: &StoreArgs, output: Output, command: ApiKeyCommand) -> anyhow::Result<()> {
     let services = Services::new(
-        store.open().await?,
+        store.open_existing().await?,
         Arc::new(SystemClock),
         Settings::default(),
     );

@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, command: DeploymentCommand) -> anyhow::Result<()> {
     match command {
         DeploymentCommand::Ls => {
             let deployments = c
-                .list_deployments()
+                .list_deployments(&json!({}))
                 .await
                 .map_err(failed("listing deployments"))?;
             if ctx.json {
@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, command: DeploymentCommand) -> anyhow::Result<()> {
             }
             // Deployments carry flow ids; people know flows by name.
             let flows: HashMap<String, String> = c
-                .list_flows()
+                .list_flows(&json!({}))
                 .await
                 .map_err(failed("listing flows"))?
                 .iter()
@@ -180,9 +180,37 @@ pub async fn run(ctx: &Ctx, command: DeploymentCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a run may wait for its worker before the watcher looks at the pool.
+const WAITING_BEFORE_CHECK: Duration = Duration::from_secs(5);
+
+/// Why a waiting run of this pull pool may never start, if the pool says: paused, or no worker
+/// online (none has polled it recently). `None` for push pools, which need no worker.
+async fn why_not_started(ctx: &Ctx, pool_name: &str) -> Option<String> {
+    let pool = ctx.client.work_pool(pool_name).await.ok()?;
+    if field(&pool, "type").ends_with(":push") {
+        return None;
+    }
+    if pool.get("is_paused").and_then(Value::as_bool) == Some(true) {
+        return Some(format!(
+            "work pool {pool_name:?} is paused: its runs wait until `sluice work-pool resume {pool_name}`"
+        ));
+    }
+    let workers = ctx.client.list_workers(pool_name).await.ok()?;
+    let online = workers.iter().any(|w| field(w, "status") == "ONLINE");
+    (!online).then(|| {
+        format!(
+            "no worker has polled work pool {pool_name:?} recently: start one with \
+             `sluice worker start --pool {pool_name}`"
+        )
+    })
+}
+
 /// Polls the run every second until it is terminal; an error (exit 1) unless it COMPLETED.
+/// The final state's message is printed either way.
 async fn watch_run(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let mut last = String::new();
+    let started = std::time::Instant::now();
+    let mut pool_checked = false;
     loop {
         let run = ctx
             .client
@@ -197,10 +225,30 @@ async fn watch_run(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
             last = state_name;
         }
         if is_terminal(&state_type) {
+            let message = run
+                .get("state")
+                .and_then(|s| s.get("message"))
+                .and_then(Value::as_str)
+                .filter(|m| !m.is_empty());
             if state_type == "COMPLETED" {
+                if let Some(message) = message {
+                    eprintln!("flow run {id}: {message}");
+                }
                 return Ok(());
             }
-            anyhow::bail!("flow run {id} ended {last}");
+            match message {
+                Some(message) => anyhow::bail!("flow run {id} ended {last}: {message}"),
+                None => anyhow::bail!("flow run {id} ended {last}"),
+            }
+        }
+        if !pool_checked && state_type == "SCHEDULED" && started.elapsed() >= WAITING_BEFORE_CHECK {
+            pool_checked = true;
+            let pool = field(&run, "work_pool_name");
+            if pool != "-"
+                && let Some(why) = why_not_started(ctx, &pool).await
+            {
+                eprintln!("warning: flow run {id} is waiting: {why}");
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

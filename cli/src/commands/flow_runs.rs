@@ -12,11 +12,15 @@ const LOG_PAGE: usize = 200;
 
 #[derive(Subcommand)]
 pub enum FlowRunCommand {
-    /// List flow runs, most recent expected start first.
+    /// List flow runs, newest first (as Prefect's `flow-run ls`).
     Ls {
-        /// Only runs in this state type (SCHEDULED, RUNNING, COMPLETED, ...); repeatable.
+        /// Only runs whose state has this name (Late, Completed, AwaitingRetry, ...; any case);
+        /// repeatable.
         #[arg(long = "state")]
         states: Vec<String>,
+        /// Only runs whose state has this type (SCHEDULED, RUNNING, COMPLETED, ...); repeatable.
+        #[arg(long = "state-type")]
+        state_types: Vec<String>,
         #[arg(long, default_value_t = 15)]
         limit: usize,
     },
@@ -47,32 +51,11 @@ fn flow_run(id: &str) -> String {
 pub async fn run(ctx: &Ctx, command: FlowRunCommand) -> anyhow::Result<()> {
     let c = &ctx.client;
     match command {
-        FlowRunCommand::Ls { states, limit } => {
-            let mut filter = json!({ "sort": "EXPECTED_START_TIME_DESC", "limit": limit });
-            if !states.is_empty() {
-                let types: Vec<String> = states.iter().map(|s| s.to_uppercase()).collect();
-                filter["flow_runs"] = json!({ "state": { "type": { "any_": types } } });
-            }
-            let runs = c
-                .list_flow_runs(&filter)
-                .await
-                .map_err(failed("listing flow runs"))?;
-            if ctx.json {
-                return print_json(&Value::Array(runs));
-            }
-            let rows: Vec<Vec<String>> = runs
-                .iter()
-                .map(|r| {
-                    vec![
-                        field(r, "id"),
-                        field(r, "name"),
-                        field(r, "state_name"),
-                        field(r, "expected_start_time"),
-                    ]
-                })
-                .collect();
-            print_table(&["ID", "NAME", "STATE", "EXPECTED START"], &rows);
-        }
+        FlowRunCommand::Ls {
+            states,
+            state_types,
+            limit,
+        } => ls(ctx, &states, &state_types, limit).await?,
         FlowRunCommand::Inspect { id } => {
             let r = c.flow_run(&id).await.map_err(failed(flow_run(&id)))?;
             show(ctx, &r)?;
@@ -113,6 +96,162 @@ pub async fn run(ctx: &Ctx, command: FlowRunCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Prefect's state names, found by any capitalisation (`late`, `LATE` → `Late`).
+const STATE_NAMES: [&str; 13] = [
+    "Scheduled",
+    "Pending",
+    "Running",
+    "Completed",
+    "Failed",
+    "Cancelled",
+    "Crashed",
+    "Paused",
+    "Cancelling",
+    "Suspended",
+    "AwaitingRetry",
+    "Retrying",
+    "Late",
+];
+
+const STATE_TYPES: [&str; 9] = [
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "CRASHED",
+    "PAUSED",
+    "CANCELLING",
+];
+
+/// The runs' filter for `--state` names and `--state-type` types, as Prefect's CLI builds it:
+/// a known name in its canonical spelling (an unknown one is passed on with a warning, since a
+/// flow may set states of its own name), a type only from Prefect's list.
+fn state_filter(states: &[String], state_types: &[String]) -> anyhow::Result<Option<Value>> {
+    let mut filter = serde_json::Map::new();
+    if !states.is_empty() {
+        let names: Vec<String> = states
+            .iter()
+            .map(
+                |s| match STATE_NAMES.iter().find(|n| n.eq_ignore_ascii_case(s)) {
+                    Some(known) => (*known).to_owned(),
+                    None => {
+                        eprintln!(
+                            "warning: {s:?} is not one of Prefect's state names ({}); \
+                         matching it exactly",
+                            STATE_NAMES.join(", ")
+                        );
+                        s.clone()
+                    }
+                },
+            )
+            .collect();
+        filter.insert("name".to_owned(), json!({ "any_": names }));
+    }
+    if !state_types.is_empty() {
+        let mut types = Vec::new();
+        for t in state_types {
+            let upper = t.to_uppercase();
+            if !STATE_TYPES.contains(&upper.as_str()) {
+                anyhow::bail!(
+                    "--state-type {t:?} is not a state type; the types are {} (for a state \
+                     name such as Late, use --state)",
+                    STATE_TYPES.join(", ")
+                );
+            }
+            types.push(upper);
+        }
+        filter.insert("type".to_owned(), json!({ "any_": types }));
+    }
+    Ok((!filter.is_empty()).then_some(Value::Object(filter)))
+}
+
+async fn ls(
+    ctx: &Ctx,
+    states: &[String],
+    state_types: &[String],
+    limit: usize,
+) -> anyhow::Result<()> {
+    let c = &ctx.client;
+    let mut filter = json!({ "sort": "EXPECTED_START_TIME_DESC", "limit": limit });
+    if let Some(state) = state_filter(states, state_types)? {
+        filter["flow_runs"] = json!({ "state": state });
+    }
+    let mut runs = c
+        .list_flow_runs(&filter)
+        .await
+        .map_err(failed("listing flow runs"))?;
+    // The page is chosen by expected start; it is shown newest first, as Prefect's CLI does.
+    runs.sort_by_key(|r| std::cmp::Reverse(field(r, "created")));
+    if ctx.json {
+        return print_json(&Value::Array(runs));
+    }
+    let ids = |key: &str| -> Vec<String> {
+        let mut ids: Vec<String> = runs
+            .iter()
+            .filter_map(|r| r.get(key).and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let names_of = |items: Vec<Value>| -> std::collections::HashMap<String, String> {
+        items
+            .iter()
+            .map(|i| (field(i, "id"), field(i, "name")))
+            .collect()
+    };
+    let (flow_ids, deployment_ids) = (ids("flow_id"), ids("deployment_id"));
+    let flows = if flow_ids.is_empty() {
+        Default::default()
+    } else {
+        let body = json!({ "flows": { "id": { "any_": flow_ids } } });
+        names_of(c.list_flows(&body).await.map_err(failed("listing flows"))?)
+    };
+    let deployments = if deployment_ids.is_empty() {
+        Default::default()
+    } else {
+        let body = json!({ "deployments": { "id": { "any_": deployment_ids } } });
+        names_of(
+            c.list_deployments(&body)
+                .await
+                .map_err(failed("listing deployments"))?,
+        )
+    };
+    let name_in = |names: &std::collections::HashMap<String, String>, r: &Value, key: &str| {
+        names
+            .get(&field(r, key))
+            .cloned()
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                field(r, "id"),
+                name_in(&flows, r, "flow_id"),
+                name_in(&deployments, r, "deployment_id"),
+                field(r, "name"),
+                field(r, "state_name"),
+                field(r, "expected_start_time"),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "FLOW",
+            "DEPLOYMENT",
+            "NAME",
+            "STATE",
+            "EXPECTED START",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

@@ -69,7 +69,7 @@ impl ApiArgs {
 
     pub fn context(&self) -> anyhow::Result<Ctx> {
         let client = Client::with_api_key(&self.url(), self.api_key.as_deref())
-            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+            .map_err(anyhow::Error::msg)?;
         Ok(Ctx {
             client,
             json: self.output == Output::Json,

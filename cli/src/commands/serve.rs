@@ -18,7 +18,8 @@ pub struct ServeArgs {
     /// The deployment's name.
     #[arg(long, value_name = "D")]
     name: String,
-    /// The shell command run (with `sh -c`) for every flow run.
+    /// The command run for every flow run, split into words as a POSIX shell would but run
+    /// without one (as Prefect does); for pipes or `&&`, say `sh -c '...'`.
     #[arg(long)]
     command: String,
     /// A cron schedule.

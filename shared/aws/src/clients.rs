@@ -45,7 +45,10 @@ impl Clients {
 }
 
 pub(crate) struct ClientCache {
-    default: Arc<Clients>,
+    /// The ambient configuration's clients, loaded on first use: loading resolves the region,
+    /// which off EC2 means asking the instance metadata service and logging its failure, and a
+    /// server that never sees a push pool must not pay for (or print) that.
+    default: tokio::sync::OnceCell<Arc<Clients>>,
     by_block: Mutex<HashMap<String, Arc<Clients>>>,
 }
 
@@ -57,16 +60,20 @@ fn text<'a>(block: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 impl ClientCache {
-    pub(crate) fn new(default: Clients) -> ClientCache {
+    pub(crate) fn new(default: Option<Clients>) -> ClientCache {
         ClientCache {
-            default: Arc::new(default),
+            default: tokio::sync::OnceCell::new_with(default.map(Arc::new)),
             by_block: Mutex::new(HashMap::new()),
         }
     }
 
     pub(crate) async fn get(&self, block: Option<&Value>) -> Result<Arc<Clients>, InfraError> {
         let Some(block) = block.filter(|b| b.as_object().is_some_and(|m| !m.is_empty())) else {
-            return Ok(self.default.clone());
+            let clients = self
+                .default
+                .get_or_init(|| async { Arc::new(Clients::from_env().await) })
+                .await;
+            return Ok(clients.clone());
         };
         let key = sluice_core::push::content_hash(block);
         let mut cache = self.by_block.lock().await;

@@ -76,13 +76,19 @@ fn limiter(per_second: u32) -> DefaultDirectRateLimiter {
 }
 
 impl AwsPush {
-    /// An adapter whose default clients use the SDK's standard configuration.
-    pub async fn from_env(rates: Rates) -> AwsPush {
-        AwsPush::new(Clients::from_env().await, rates)
+    /// An adapter whose default clients use the SDK's standard configuration, loaded when a
+    /// pool first needs them (not here).
+    #[must_use]
+    pub fn from_env(rates: Rates) -> AwsPush {
+        AwsPush::with_default_clients(None, rates)
     }
 
     #[must_use]
     pub fn new(default_clients: Clients, rates: Rates) -> AwsPush {
+        AwsPush::with_default_clients(Some(default_clients), rates)
+    }
+
+    fn with_default_clients(default_clients: Option<Clients>, rates: Rates) -> AwsPush {
         AwsPush {
             inner: Arc::new(Inner {
                 clients: clients::ClientCache::new(default_clients),
@@ -92,15 +98,14 @@ impl AwsPush {
             }),
         }
     }
-
-    /// The region runs of a pool with these credentials go to (for log configuration).
-    pub async fn region(&self, credentials: Option<&Value>) -> Option<String> {
-        self.inner.clients.get(credentials).await.ok()?.region()
-    }
 }
 
 #[async_trait]
 impl PushInfrastructure for AwsPush {
+    async fn region(&self, credentials: Option<&Value>) -> Option<String> {
+        self.inner.clients.get(credentials).await.ok()?.region()
+    }
+
     async fn submit(&self, submission: &Submission) -> Result<Submitted, InfraError> {
         let clients = self
             .inner

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach {url}: {source}")]
+    #[error("{}", transport_message(url, source))]
     Transport { url: String, source: reqwest::Error },
     #[error("{method} {url} answered {status}: {body}")]
     Status {
@@ -22,6 +22,66 @@ pub enum ClientError {
     },
     #[error("{url} answered a body that is not JSON: {source}")]
     Decode { url: String, source: reqwest::Error },
+}
+
+/// The API's base (`scheme://host[:port]/.../api`) within a request URL, for messages.
+fn api_base(url: &str) -> &str {
+    match url.find("/api/") {
+        Some(i) => &url[..i + 4],
+        None => url,
+    }
+}
+
+/// What a newcomer reads when the request never got an answer: "connection refused" is nearly
+/// always a server that is not running, so say so in those words.
+fn transport_message(url: &str, source: &reqwest::Error) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return format!(
+                "connection refused — is `sluice server start` running at {}?",
+                api_base(url)
+            );
+        }
+        cause = e.source();
+    }
+    // reqwest's own text says only "error sending request"; the cause says why.
+    let mut text = format!("cannot reach {url}: {source}");
+    let mut cause = std::error::Error::source(source);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+/// Checks an API URL the way a person writes it wrong: no scheme (`localhost:4200/api`), or
+/// the server's root instead of its API (`http://127.0.0.1:4200`). Prefect's own URLs end in
+/// `/api` (a server) or continue below it (`/api/accounts/...`, Prefect Cloud).
+pub fn check_api_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "the API URL {url:?} has no scheme: write it as http://{url} (or https://)"
+        ));
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "the API URL {url:?} must start with http:// or https://, not {scheme}://"
+        ));
+    }
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let path = path.trim_end_matches('/');
+    if !(path.ends_with("/api") || path.contains("/api/")) {
+        let suggestion = format!("{}/api", url.trim_end_matches('/'));
+        return Err(format!(
+            "the API URL {url:?} does not name the API: Sluice's (and Prefect's) API is under \
+             /api, e.g. {suggestion}"
+        ));
+    }
+    Ok(())
 }
 
 /// A client bound to one API base URL (ending in `/api`).

@@ -239,12 +239,14 @@ impl Client {
 
     // ---- flows and deployments -------------------------------------------------------------
 
-    pub async fn list_flows(&self) -> Result<Vec<Value>, ClientError> {
-        self.post("flows/filter", &json!({})).await.map(array)
+    /// `POST /flows/filter` with a filter body (`{}` for all).
+    pub async fn list_flows(&self, filter: &Value) -> Result<Vec<Value>, ClientError> {
+        self.post("flows/filter", filter).await.map(array)
     }
 
-    pub async fn list_deployments(&self) -> Result<Vec<Value>, ClientError> {
-        self.post("deployments/filter", &json!({})).await.map(array)
+    /// `POST /deployments/filter` with a filter body (`{}` for all).
+    pub async fn list_deployments(&self, filter: &Value) -> Result<Vec<Value>, ClientError> {
+        self.post("deployments/filter", filter).await.map(array)
     }
 
     /// `GET /deployments/name/{flow}/{deployment}`.

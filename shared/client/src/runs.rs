@@ -34,6 +34,7 @@ impl Client {
     /// # Errors
     /// A key that cannot be an HTTP header value, or a TLS backend that fails to initialise.
     pub fn with_api_key(base_url: &str, api_key: Option<&str>) -> Result<Client, String> {
+        crate::check_api_url(base_url)?;
         let mut builder = reqwest::Client::builder();
         if let Some(key) = api_key {
             let mut headers = reqwest::header::HeaderMap::new();

@@ -1,4 +1,4 @@
-//! Rendering Prefect's published base job templates (`../shared/testdata/base-job-templates`)
+//! Rendering Prefect's published base job templates (as bundled in the `prefect` package)
 //! and checking them, end to end through the public API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,13 +15,27 @@ use sluice_core::templating::{BlockRef, NoData, NoEnv, PrefetchedData};
 
 const TEMPLATE_NAMES: [&str; 4] = ["process", "ecs", "kubernetes", "docker"];
 
-fn real_template(name: &str) -> Value {
-    let path = format!(
-        "{}/../../../shared/testdata/base-job-templates/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_json::from_str(&text).expect("template parses")
+/// Prefect's published templates (from the installed `prefect` package, else the outside
+/// snapshot): `None` when they are not here, with the test recorded as skipped.
+fn real_templates(test: &str) -> Option<Templates> {
+    let mut found = Vec::new();
+    for name in TEMPLATE_NAMES {
+        let (template, _) = sluice_testkit::prefect_template(test, name)?;
+        found.push((name, template));
+    }
+    Some(Templates(found))
+}
+
+struct Templates(Vec<(&'static str, Value)>);
+
+impl Templates {
+    fn get(&self, name: &str) -> Value {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("no published template named {name}"))
+    }
 }
 
 fn map(v: Value) -> Map<String, Value> {
@@ -48,7 +62,10 @@ fn assert_same_json(got: &Value, expected: &Value) {
 
 #[test]
 fn process_template_renders_exactly() {
-    let template = real_template("process");
+    let Some(templates) = real_templates("process_template_renders_exactly") else {
+        return;
+    };
+    let template = templates.get("process");
     let got = render(
         &template,
         json!({"env": {"A": "1", "N": 5}, "command": "", "name": "my-run", "working_dir": "/tmp/x"}),
@@ -77,7 +94,10 @@ fn process_template_renders_exactly() {
 
 #[test]
 fn ecs_template_renders_exactly() {
-    let template = real_template("ecs");
+    let Some(templates) = real_templates("ecs_template_renders_exactly") else {
+        return;
+    };
+    let template = templates.get("ecs");
     let got = render(
         &template,
         json!({
@@ -129,7 +149,10 @@ fn ecs_template_renders_exactly() {
 
 #[test]
 fn ecs_template_resolves_blocks_and_variables() {
-    let template = real_template("ecs");
+    let Some(templates) = real_templates("ecs_template_resolves_blocks_and_variables") else {
+        return;
+    };
+    let template = templates.get("ecs");
     let values = json!({
         "aws_credentials": "{{ prefect.blocks.aws-credentials.prod }}",
         "image": "{{ prefect.blocks.secret.registry }}/flow:{{ prefect.variables.image_tag }}",
@@ -196,8 +219,11 @@ fn ecs_template_resolves_blocks_and_variables() {
 
 #[test]
 fn kubernetes_template_blanks_missing_inline_values() {
+    let Some(templates) = real_templates("kubernetes_template_blanks_missing_inline_values") else {
+        return;
+    };
     let got = render(
-        &real_template("kubernetes"),
+        &templates.get("kubernetes"),
         json!({}),
         &PrefetchedData::default(),
     );
@@ -215,6 +241,9 @@ fn kubernetes_template_blanks_missing_inline_values() {
 /// Every case of `tests/data/prefect_job_config_cases.json` was rendered by Prefect itself.
 #[test]
 fn renders_like_prefect() {
+    let Some(templates) = real_templates("renders_like_prefect") else {
+        return;
+    };
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/prefect_job_config_cases.json"
@@ -236,7 +265,7 @@ fn renders_like_prefect() {
     for case in cases {
         let name = case["template"].as_str().unwrap();
         let template = if TEMPLATE_NAMES.contains(&name) {
-            real_template(name)
+            templates.get(name)
         } else {
             doc["templates"][name].clone()
         };
@@ -306,8 +335,11 @@ fn precedence_is_defaults_then_deployment_then_run() {
 
 #[test]
 fn all_published_templates_are_valid() {
+    let Some(templates) = real_templates("all_published_templates_are_valid") else {
+        return;
+    };
     for name in TEMPLATE_NAMES {
-        let template = real_template(name);
+        let template = templates.get(name);
         for check_defaults in [true, false] {
             let report = validate_base_job_template(&template, check_defaults)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -320,7 +352,10 @@ fn all_published_templates_are_valid() {
 
 #[test]
 fn ecs_template_with_an_unused_variable_warns() {
-    let mut template = real_template("ecs");
+    let Some(templates) = real_templates("ecs_template_with_an_unused_variable_warns") else {
+        return;
+    };
+    let mut template = templates.get("ecs");
     let job_configuration = template["job_configuration"].as_object_mut().unwrap();
     job_configuration.remove("vpc_id");
     job_configuration.remove("stream_output");
@@ -338,7 +373,11 @@ fn ecs_template_with_an_unused_variable_warns() {
 
 #[test]
 fn job_variables_are_checked_against_published_templates() {
-    let ecs = real_template("ecs");
+    let Some(templates) = real_templates("job_variables_are_checked_against_published_templates")
+    else {
+        return;
+    };
+    let ecs = templates.get("ecs");
     let schema = &ecs["variables"];
     let deployment = JobVariablesValidation::for_deployment();
     let ok = json!({
@@ -396,6 +435,9 @@ fn job_variables_are_checked_against_published_templates() {
 /// server-side validation; Sluice must accept and reject the same ones (its messages differ).
 #[test]
 fn job_variable_verdicts_match_prefect() {
+    let Some(templates) = real_templates("job_variable_verdicts_match_prefect") else {
+        return;
+    };
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/prefect_job_variable_cases.json"
@@ -404,7 +446,7 @@ fn job_variable_verdicts_match_prefect() {
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 200);
     for case in cases {
-        let template = real_template(case["template"].as_str().unwrap());
+        let template = templates.get(case["template"].as_str().unwrap());
         let got = validate_job_variables(
             &template["variables"],
             &map(case["values"].clone()),

@@ -184,6 +184,16 @@ pub enum DeployError {
         path: String,
         available: Vec<String>,
     },
+    /// A schedule given on the command line is wrong: the file is not to blame.
+    #[error("{flag} {value:?}: {message}")]
+    CommandLine {
+        flag: &'static str,
+        value: String,
+        message: String,
+    },
+    /// More than one deployment is wrong: every one is reported, one per line.
+    #[error("{} deployments have errors:\n{}", errors.len(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several { errors: Vec<DeployError> },
 }
 
 /// Reads and parses a prefect.yaml.
@@ -468,21 +478,26 @@ pub fn plan(
         return Err(ctx.invalid("/deployments", "deployments", "the list is empty"));
     }
 
+    check_command_line_schedules(&ctx, opts)?;
+
+    // Every selected entry is planned, so one run of `deploy --all` reports every bad entry.
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for (i, name) in selected {
         let pointer = format!("/deployments/{i}");
         let Some(name) = name else {
             // Prefect prompts for a name; with --no-prompt it stops with
             // "A deployment name must be provided."
-            return Err(ctx.invalid(
+            errors.push(ctx.invalid(
                 &pointer,
                 "name",
                 format!(
                     "deployment #{i} has no name (Prefect: 'A deployment name must be provided.')"
                 ),
             ));
+            continue;
         };
-        out.push(plan_one(
+        match plan_one(
             &ctx,
             &entries[i],
             &pointer,
@@ -490,9 +505,53 @@ pub fn plan(
             opts,
             env,
             (&top_build, &top_push, &top_pull),
-        )?);
+        ) {
+            Ok(planned) => out.push(planned),
+            Err(e) => errors.push(e),
+        }
     }
-    Ok(out)
+    match errors.len() {
+        0 => Ok(out),
+        1 => Err(errors.remove(0)),
+        _ => Err(DeployError::Several { errors }),
+    }
+}
+
+/// `--cron`, `--interval` and `--rrule` (with `--timezone` / `--anchor-date`) are checked once,
+/// before any entry: a bad one is the command line's fault, not a line of the file's, and
+/// would otherwise be reported once per deployment.
+fn check_command_line_schedules(ctx: &Ctx<'_>, opts: &DeployOptions) -> Result<(), DeployError> {
+    let with_timezone = |mut item: Value| {
+        if let Some(tz) = &opts.timezone {
+            item["timezone"] = Value::String(tz.clone());
+        }
+        item
+    };
+    let mut given: Vec<(&'static str, String, Value)> = Vec::new();
+    for c in &opts.cron {
+        given.push(("--cron", c.clone(), with_timezone(json!({"cron": c}))));
+    }
+    for s in &opts.interval {
+        let mut item = with_timezone(json!({"interval": s}));
+        if let Some(anchor) = &opts.anchor_date {
+            item["anchor_date"] = Value::String(anchor.clone());
+        }
+        given.push(("--interval", s.to_string(), item));
+    }
+    for r in &opts.rrule {
+        given.push(("--rrule", r.clone(), with_timezone(json!({"rrule": r}))));
+    }
+    for (flag, value, item) in given {
+        schedule_body(ctx, "", 0, &item, "", &mut Vec::new()).map_err(|e| match e {
+            DeployError::Schedule { message, .. } => DeployError::CommandLine {
+                flag,
+                value: value.clone(),
+                message,
+            },
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
 fn flow_name_of(map: &Map<String, Value>) -> Option<String> {

@@ -1,5 +1,7 @@
-//! Every real prefect.yaml in /work/shared/testdata/prefect-yaml either plans with `--all` or
-//! fails with the error Prefect would give (see the comment on each failing case).
+//! Every real prefect.yaml of the outside corpus (`shared/testdata/prefect-yaml` beside the
+//! repository, public files the project does not own) either plans with `--all` or fails with the
+//! error Prefect would give (see the comment on each failing case). Without the corpus each test
+//! is recorded as skipped.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -7,12 +9,18 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use sluice_deploy::{DeployError, DeployOptions, PlannedDeployment, load, plan};
 
+const CORPUS: &str = "prefect-yaml";
+
 fn path(file: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/prefect-yaml"
-    ))
-    .join(file)
+    sluice_testkit::repo_root()
+        .join("../shared/testdata")
+        .join(CORPUS)
+        .join(file)
+}
+
+/// Whether the corpus is here; records `test` as skipped when it is not.
+fn corpus(test: &str) -> bool {
+    sluice_testkit::shared_testdata(test, CORPUS).is_some()
 }
 
 fn no_env(_: &str) -> Option<String> {
@@ -52,6 +60,9 @@ fn by_name<'a>(planned: &'a [PlannedDeployment], name: &str) -> &'a PlannedDeplo
 
 #[test]
 fn every_testdata_file_is_covered() {
+    if !corpus("every_testdata_file_is_covered") {
+        return;
+    }
     let dir = path("");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -64,6 +75,9 @@ fn every_testdata_file_is_covered() {
 
 #[test]
 fn f01_integration_tests_anchors_and_legacy_schedule() {
+    if !corpus("f01_integration_tests_anchors_and_legacy_schedule") {
+        return;
+    }
     let p = ok("01-PrefectHQ-integration-tests.yaml");
     assert_eq!(p.len(), 15);
     assert_eq!(p[0].name, "Automations Tracer");
@@ -97,6 +111,9 @@ fn f01_integration_tests_anchors_and_legacy_schedule() {
 
 #[test]
 fn f02_canary_merge_keys_and_deployment_pull() {
+    if !corpus("f02_canary_merge_keys_and_deployment_pull") {
+        return;
+    }
     let p = ok("02-PrefectHQ-canary-flows.yaml");
     assert_eq!(p.len(), 25);
     let v = by_name(&p, "Deployment Concurrency - Prefect 3.4.10");
@@ -112,6 +129,9 @@ fn f02_canary_merge_keys_and_deployment_pull() {
 
 #[test]
 fn f03_test_flows_needs_a_pool_for_the_first_entry() {
+    if !corpus("f03_test_flows_needs_a_pool_for_the_first_entry") {
+        return;
+    }
     // `artifacts` has no work_pool: Prefect's `deploy --all --no-prompt` stops with "A work pool
     // is required to deploy this flow...". With --pool every entry plans.
     let e = err("03-PrefectHQ-test_flows.yaml", &all());
@@ -145,6 +165,9 @@ fn f03_test_flows_needs_a_pool_for_the_first_entry() {
 
 #[test]
 fn f04_qa_wolf_folded_descriptions() {
+    if !corpus("f04_qa_wolf_folded_descriptions") {
+        return;
+    }
     let p = ok("04-PrefectHQ-qa-wolf-flows.yaml");
     assert!(p.len() > 10);
     assert_eq!(p[0].name, "oneTask");
@@ -164,6 +187,9 @@ fn f04_qa_wolf_folded_descriptions() {
 
 #[test]
 fn f05_kubernetes_manifest_is_not_a_prefect_yaml() {
+    if !corpus("f05_kubernetes_manifest_is_not_a_prefect_yaml") {
+        return;
+    }
     let e = err("05-PrefectHQ-prefect-recipes.yaml", &all());
     assert!(matches!(e, DeployError::NotAProjectFile { .. }), "{e:?}");
     let msg = e.to_string();
@@ -175,6 +201,9 @@ fn f05_kubernetes_manifest_is_not_a_prefect_yaml() {
 
 #[test]
 fn f06_docker_steps_and_step_outputs_left_as_is() {
+    if !corpus("f06_docker_steps_and_step_outputs_left_as_is") {
+        return;
+    }
     let p = ok("06-RJ-SMTR-pipelines_v3.yaml");
     assert_eq!(
         names(&p),
@@ -202,6 +231,9 @@ fn f06_docker_steps_and_step_outputs_left_as_is() {
 
 #[test]
 fn f07_env_templates_and_deployment_pull() {
+    if !corpus("f07_env_templates_and_deployment_pull") {
+        return;
+    }
     let env = |k: &str| (k == "FLOWS_DOCKER_IMAGE").then(|| "repo/flows:1".to_owned());
     let project = load(&path("07-SwissOpenEM-ScopeMArchiver.yaml")).unwrap();
     let p = plan(&project, &all(), &env).unwrap();
@@ -233,6 +265,9 @@ fn f07_env_templates_and_deployment_pull() {
 
 #[test]
 fn f08_flow_name_given() {
+    if !corpus("f08_flow_name_given") {
+        return;
+    }
     let p = ok("08-chiplusplus-access-iq-platform.yaml");
     assert_eq!(names(&p), ["dev"]);
     assert_eq!(p[0].flow_name.as_deref(), Some("daily-ingest"));
@@ -246,6 +281,9 @@ fn f08_flow_name_given() {
 
 #[test]
 fn f09_interval_with_anchor() {
+    if !corpus("f09_interval_with_anchor") {
+        return;
+    }
     let p = ok("09-Moortiii-prefect-pants.yaml");
     assert_eq!(names(&p), ["example-deployment"]);
     let s = &p[0].body["schedules"][0]["schedule"];
@@ -261,6 +299,9 @@ fn f09_interval_with_anchor() {
 
 #[test]
 fn f10_s3_push_pull_and_extra_schedule_keys() {
+    if !corpus("f10_s3_push_pull_and_extra_schedule_keys") {
+        return;
+    }
     let p = ok("10-3commacapital-prefect-flows.yaml");
     assert_eq!(p.len(), 4);
     assert_eq!(p[0].name, "01 Deploy Wallet Valuations");
@@ -272,6 +313,9 @@ fn f10_s3_push_pull_and_extra_schedule_keys() {
 
 #[test]
 fn f11_genomehubs_anchor_on_own_line_and_triggers() {
+    if !corpus("f11_genomehubs_anchor_on_own_line_and_triggers") {
+        return;
+    }
     let p = ok("11-genomehubs-data.yaml");
     assert_eq!(p[0].name, "update-ncbi-datasets");
     assert_eq!(p[0].body["work_pool_name"], "goat-data");
@@ -289,6 +333,9 @@ fn f11_genomehubs_anchor_on_own_line_and_triggers() {
 
 #[test]
 fn f12_pull_null_gets_default() {
+    if !corpus("f12_pull_null_gets_default") {
+        return;
+    }
     let p = ok("12-9MRTAE-ingest-aws-s3.yaml");
     assert_eq!(p.len(), 3);
     assert_eq!(
@@ -312,6 +359,9 @@ fn f12_pull_null_gets_default() {
 
 #[test]
 fn f13_shell_pull_steps_kept_with_step_refs() {
+    if !corpus("f13_shell_pull_steps_kept_with_step_refs") {
+        return;
+    }
     let p = ok("13-Artoss-labour_market_AU.yaml");
     assert_eq!(
         names(&p),
@@ -329,6 +379,9 @@ fn f13_shell_pull_steps_kept_with_step_refs() {
 
 #[test]
 fn f14_schedule_and_schedules_together_is_an_error() {
+    if !corpus("f14_schedule_and_schedules_together_is_an_error") {
+        return;
+    }
     // Prefect 3: "Both 'schedule' and 'schedules' keys are present in the deployment
     // configuration. Please use only use `schedules`."
     let e = err("14-mitbal-harvest.yaml", &all());
@@ -341,6 +394,9 @@ fn f14_schedule_and_schedules_together_is_an_error() {
 
 #[test]
 fn f15_null_schedule_with_empty_schedules_is_fine() {
+    if !corpus("f15_null_schedule_with_empty_schedules_is_fine") {
+        return;
+    }
     let p = ok("15-bennettoxford-openprescribing-hospitals.yaml");
     assert_eq!(
         names(&p),
@@ -352,6 +408,9 @@ fn f15_null_schedule_with_empty_schedules_is_fine() {
 
 #[test]
 fn f16_no_work_pool_needs_pool_option() {
+    if !corpus("f16_no_work_pool_needs_pool_option") {
+        return;
+    }
     let e = err("16-limaofeng-quantx.yaml", &all());
     assert!(e.to_string().contains("--pool"), "{e}");
     let opts = DeployOptions {
@@ -378,6 +437,9 @@ fn f16_no_work_pool_needs_pool_option() {
 
 #[test]
 fn f17_docker_build_and_unknown_keys() {
+    if !corpus("f17_docker_build_and_unknown_keys") {
+        return;
+    }
     let p = ok("17-mediacloud-sous-chef.yaml");
     assert_eq!(names(&p), ["sous-chef-s3"]);
     assert_eq!(
@@ -394,6 +456,9 @@ fn f17_docker_build_and_unknown_keys() {
 
 #[test]
 fn f18_pwd_from_environment() {
+    if !corpus("f18_pwd_from_environment") {
+        return;
+    }
     let env = |k: &str| (k == "PWD").then(|| "/srv/project".to_owned());
     let project = load(&path("18-uclh-criu-crdm-tools.yaml")).unwrap();
     let p = plan(&project, &all(), &env).unwrap();
@@ -410,6 +475,9 @@ fn f18_pwd_from_environment() {
 
 #[test]
 fn f19_empty_pull_means_no_pull_steps() {
+    if !corpus("f19_empty_pull_means_no_pull_steps") {
+        return;
+    }
     let p = ok("19-yeongseon-polymap-korea.yaml");
     assert_eq!(names(&p), ["curated-publish"]);
     assert_eq!(p[0].body["pull_steps"], json!([]));
@@ -418,6 +486,9 @@ fn f19_empty_pull_means_no_pull_steps() {
 
 #[test]
 fn f20_unnamed_template_entry() {
+    if !corpus("f20_unnamed_template_entry") {
+        return;
+    }
     // The first entry is Prefect's empty template (no name, no entrypoint, no pool); `--all
     // --no-prompt` stops on it ("A deployment name must be provided."). --name picks the other.
     let e = err("20-Autonomous-Finance-dataos-pipeline.yaml", &all());
@@ -433,6 +504,9 @@ fn f20_unnamed_template_entry() {
 
 #[test]
 fn f21_odd_keys_ignored_pull_mapping_wrapped() {
+    if !corpus("f21_odd_keys_ignored_pull_mapping_wrapped") {
+        return;
+    }
     let p = ok("21-MarcoTulioGT-iac_gcp_prefect.yaml");
     assert_eq!(names(&p), ["local-deployment"]);
     assert_eq!(p[0].body["pull_steps"], json!([{"type": "local"}]));
@@ -443,6 +517,9 @@ fn f21_odd_keys_ignored_pull_mapping_wrapped() {
 
 #[test]
 fn f22_bad_indentation_is_a_syntax_error_with_line() {
+    if !corpus("f22_bad_indentation_is_a_syntax_error_with_line") {
+        return;
+    }
     // `- name: ecs` followed by more-indented `version:` is invalid YAML; PyYAML says
     // "mapping values are not allowed here" at line 24.
     let e = err("22-earthref-FIESTA.yaml", &all());
@@ -451,6 +528,9 @@ fn f22_bad_indentation_is_a_syntax_error_with_line() {
 
 #[test]
 fn f23_interval_and_cron_legacy_schedules() {
+    if !corpus("f23_interval_and_cron_legacy_schedules") {
+        return;
+    }
     let p = ok("23-billybjork-heaters.yaml");
     assert_eq!(p.len(), 4);
     assert_eq!(
@@ -464,6 +544,9 @@ fn f23_interval_and_cron_legacy_schedules() {
 
 #[test]
 fn f24_float_version_becomes_text() {
+    if !corpus("f24_float_version_becomes_text") {
+        return;
+    }
     let p = ok("24-levyvix-scraper-filmes.yaml");
     assert_eq!(p[0].body["version"], "1.0");
     assert_eq!(p[0].body["concurrency_limit"], 1);
@@ -475,6 +558,9 @@ fn f24_float_version_becomes_text() {
 
 #[test]
 fn f25_docker_build_default_pull_dir_and_run_time_placeholders() {
+    if !corpus("f25_docker_build_default_pull_dir_and_run_time_placeholders") {
+        return;
+    }
     let p = ok("25-Brennan-Chesley-FLP-en_banc.yaml");
     assert_eq!(
         names(&p),

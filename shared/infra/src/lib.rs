@@ -109,6 +109,13 @@ impl InfraError {
 
 #[async_trait]
 pub trait PushInfrastructure: Send + Sync {
+    /// The region runs with these credentials (or the ambient configuration's, with `None`) go
+    /// to, when the platform has regions: log configuration names it. May load configuration on
+    /// first use, so callers ask only when a run needs it.
+    async fn region(&self, _credentials: Option<&Value>) -> Option<String> {
+        None
+    }
+
     /// Starts the run's task or job (or finds the earlier one, see the crate docs).
     async fn submit(&self, submission: &Submission) -> Result<Submitted, InfraError>;
 

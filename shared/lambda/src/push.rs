@@ -112,8 +112,7 @@ impl PushConfig {
         let infra = AwsPush::from_env(Rates {
             run_task_per_second: self.rates.0,
             submit_job_per_second: self.rates.1,
-        })
-        .await;
+        });
         Dispatcher::new(services, Arc::new(infra), self.settings())
     }
 

@@ -49,7 +49,15 @@ pub async fn run(services: Services, intervals: Intervals, shutdown: impl Future
                 Err(e) => tracing::warn!(error = %e, "late-run tick failed"),
             },
             _ = foreman.tick() => match crate::foreman::tick(&services).await {
-                Ok(r) => if r != Default::default() { tracing::info!(?r, "foreman tick") },
+                Ok(r) => if r != Default::default() {
+                    tracing::info!(
+                        workers_offline = r.workers_offline,
+                        pools_not_ready = r.pools_not_ready,
+                        queues_not_ready = r.queues_not_ready,
+                        deployments_not_ready = r.deployments_not_ready,
+                        "foreman tick"
+                    )
+                },
                 Err(e) => tracing::warn!(error = %e, "foreman tick failed"),
             },
         }

@@ -121,11 +121,23 @@ impl Services {
                 let warnings = check_template(&t, true)?;
                 (t, warnings)
             }
-            None => (
-                pool_types::default_base_job_template(&pool_type)
-                    .unwrap_or_else(|| Value::Object(JsonMap::new())),
-                Vec::new(),
-            ),
+            // Agent pools (Prefect 2.x) have no template; any other type without one would make
+            // a pool no worker can use, so a typo (`proccess`) is refused, not stored.
+            None if pool_type == "prefect-agent" => (Value::Object(JsonMap::new()), Vec::new()),
+            None => match pool_types::default_base_job_template(&pool_type) {
+                Some(template) => (template, Vec::new()),
+                None => {
+                    let known: Vec<&str> = pool_types::known_pool_types()
+                        .iter()
+                        .map(|t| t.pool_type)
+                        .collect();
+                    return Err(ServiceError::Invalid(format!(
+                        "unknown work pool type '{pool_type}': the known types are {}; a pool \
+                         of another type needs its base_job_template",
+                        known.join(", ")
+                    )));
+                }
+            },
         };
         let now = self.now();
         let status = if pool_type == "prefect-agent" {

@@ -42,7 +42,8 @@ pub struct PushSettings {
     pub base_env: BTreeMap<String, String>,
     /// What `{{ $NAME }}` in a job template reads.
     pub template_env: BTreeMap<String, String>,
-    /// Region for log configuration when the pool's credentials name none.
+    /// Region for log configuration when neither the pool's credentials nor the
+    /// infrastructure's configuration name one.
     pub default_region: String,
     /// How long a claimed run may stay PENDING without infrastructure before the sweep takes
     /// its submission over. Must exceed the longest a dispatcher can run.
@@ -90,6 +91,27 @@ pub enum Dispatched {
     Cancelled(String),
     /// AWS could not take it now (throttling, capacity, network): left PENDING for the lease.
     RetryLater(String),
+}
+
+/// For log lines.
+impl std::fmt::Display for Dispatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dispatched::Submitted {
+                infrastructure_id,
+                found_existing: false,
+            } => write!(f, "submitted as {infrastructure_id}"),
+            Dispatched::Submitted {
+                infrastructure_id,
+                found_existing: true,
+            } => write!(f, "already submitted as {infrastructure_id}"),
+            Dispatched::NotYetDue(at) => write!(f, "not due until {at}"),
+            Dispatched::Skipped(why) => write!(f, "skipped: {why}"),
+            Dispatched::Crashed(why) => write!(f, "crashed: {why}"),
+            Dispatched::Cancelled(why) => write!(f, "cancelled: {why}"),
+            Dispatched::RetryLater(why) => write!(f, "retry later: {why}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -432,6 +454,22 @@ impl Dispatcher {
         })
     }
 
+    /// Where an ECS run's logs live: the pool credentials' region, else the region the
+    /// infrastructure's own configuration resolves, else the configured default.
+    async fn region(&self, credentials: Option<&Value>) -> String {
+        let named = credentials
+            .and_then(|c| c.get("region_name"))
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty());
+        if let Some(region) = named {
+            return region.to_owned();
+        }
+        match self.infra.region(credentials).await {
+            Some(region) => region,
+            None => self.settings.default_region.clone(),
+        }
+    }
+
     async fn plan(
         &self,
         prepared: &Prepared,
@@ -458,18 +496,13 @@ impl Dispatcher {
             attempt,
         };
         let config = push::prepare_for_flow_run(&prepared.config, &facts);
-        let region = prepared
-            .credentials
-            .as_ref()
-            .and_then(|c| c.get("region_name"))
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty())
-            .unwrap_or(&self.settings.default_region)
-            .to_owned();
         match prepared.kind {
-            Kind::Ecs => push::ecs::plan(&config, &facts, &region)
-                .map(Job::Ecs)
-                .map_err(|e| e.to_string()),
+            Kind::Ecs => {
+                let region = self.region(prepared.credentials.as_ref()).await;
+                push::ecs::plan(&config, &facts, &region)
+                    .map(Job::Ecs)
+                    .map_err(|e| e.to_string())
+            }
             Kind::Batch => push::batch::plan(&config, &facts)
                 .map(Job::Batch)
                 .map_err(|e| e.to_string()),
@@ -566,7 +599,7 @@ impl Dispatcher {
             .set_flow_run_state(run_id, state, force)
             .await?;
         if result.committed {
-            tracing::info!(run = %run_id, ?progress, "settled flow run from its infrastructure");
+            tracing::info!(run = %run_id, %progress, "settled flow run from its infrastructure");
         }
         Ok(result.committed)
     }
@@ -861,7 +894,7 @@ pub async fn run_local(
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                     Ok(outcome) => {
-                        tracing::debug!(run = %id, ?outcome, "dispatched");
+                        tracing::debug!(run = %id, outcome = %outcome, "dispatched");
                         break;
                     }
                     Err(e) => {
@@ -890,7 +923,15 @@ pub async fn run_local(
                     Err(e) => tracing::warn!(error = %e, "listing due push runs failed"),
                 }
                 match dispatcher.sweep(None).await {
-                    Ok(s) if s != SweepSummary::default() => tracing::info!(?s, "push sweep"),
+                    Ok(s) if s != SweepSummary::default() => tracing::info!(
+                        dispatched = s.dispatched,
+                        resumed = s.resumed,
+                        observed = s.observed,
+                        settled = s.settled,
+                        stops_requested = s.stops_requested,
+                        cancellations_timed_out = s.cancellations_timed_out,
+                        "push sweep"
+                    ),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "push sweep failed"),
                 }

@@ -75,6 +75,31 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 impl DynamoStore {
+    /// Whether the table exists (in the region and account the client reaches).
+    pub async fn table_exists(&self) -> Result<bool, StoreError> {
+        match self
+            .client()
+            .describe_table()
+            .table_name(self.table())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_resource_not_found_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(crate::error::classify(e)),
+        }
+    }
+
+    /// The region the client sends to, for messages.
+    pub fn region(&self) -> String {
+        self.client()
+            .config()
+            .region()
+            .map_or_else(|| "(no region configured)".to_owned(), ToString::to_string)
+    }
+
     /// Creates the table with its indexes and TTL when it does not exist, and waits until it is
     /// active. An existing table is left as it is (the SAM template owns it in the cloud).
     pub async fn ensure_table(&self) -> Result<(), StoreError> {

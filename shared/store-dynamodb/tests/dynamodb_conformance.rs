@@ -16,8 +16,10 @@ fn available() -> bool {
         // Required but not pointed anywhere: run against the environment's account.
         return true;
     }
-    eprintln!("skipped: set AWS_ENDPOINT_URL (see infra/test.sh) to run the DynamoDB checks");
-    false
+    sluice_testkit::skip(
+        "dynamodb_conformance",
+        "AWS_ENDPOINT_URL is not set (see infra/test.sh)",
+    )
 }
 
 /// Deletes the check's table when the check is done (on a thread of its own: drops cannot

@@ -45,6 +45,21 @@ pub(crate) enum Outcome {
     Detached,
 }
 
+impl Outcome {
+    /// For log lines.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Crashed => "crashed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::KilledOnShutdown => "killed on shutdown",
+            Outcome::Detached => "left running",
+        }
+    }
+}
+
 /// What every job of one worker shares.
 pub(crate) struct JobContext {
     pub client: Client,
@@ -431,9 +446,27 @@ async fn launch_and_watch(
     control: &mut watch::Receiver<Control>,
 ) -> Outcome {
     let client = &ctx.client;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(&prepared.command)
+    // Split into words as Prefect's process worker does (shlex, POSIX rules), never through a
+    // shell: the same `command` must behave the same on Sluice and on Prefect. A command that
+    // wants a shell says `sh -c '...'`.
+    let argv = match shlex::split(&prepared.command) {
+        Some(argv) if !argv.is_empty() => argv,
+        _ => {
+            report_crash(
+                client,
+                id,
+                &format!(
+                    "Failed to submit flow run to infrastructure: the command {:?} cannot be \
+                     split into words (an unclosed quote?)",
+                    prepared.command
+                ),
+            )
+            .await;
+            return Outcome::Crashed;
+        }
+    };
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .current_dir(&prepared.working_dir)
         .env_clear()
         .envs(&prepared.env)
@@ -451,7 +484,11 @@ async fn launch_and_watch(
             report_crash(
                 client,
                 id,
-                &format!("Failed to submit flow run to infrastructure: {e}"),
+                &format!(
+                    "Failed to submit flow run to infrastructure: cannot start {:?} in {}: {e}",
+                    argv[0],
+                    prepared.working_dir.display()
+                ),
             )
             .await;
             return Outcome::Crashed;
@@ -554,7 +591,7 @@ async fn propose_running(client: &Client, id: &str) -> bool {
                 tokio::time::sleep(Duration::from_secs_f64(delay)).await;
             }
             Ok(r) => {
-                tracing::warn!(run = %id, status = %r.status, reason = ?r.reason, "RUNNING refused; stopping the process");
+                tracing::warn!(run = %id, status = %r.status, reason = r.reason.as_deref().unwrap_or(""), "RUNNING refused; stopping the process");
                 return false;
             }
             Err(e) => {
@@ -640,10 +677,9 @@ async fn finish(
         if code == 0 {
             (state("COMPLETED", "Completed", None), Outcome::Completed)
         } else {
-            (
-                state("FAILED", "Failed", Some(&exit::exit_message(code))),
-                Outcome::Failed,
-            )
+            let message = exit::exit_message(code);
+            log_to_run(client, id, LEVEL_ERROR, &message).await;
+            (state("FAILED", "Failed", Some(&message)), Outcome::Failed)
         }
     } else {
         let signal = status.signal().unwrap_or_default();
@@ -652,6 +688,7 @@ async fn finish(
             message.push(' ');
             message.push_str(why);
         }
+        log_to_run(client, id, LEVEL_ERROR, &message).await;
         (
             state("CRASHED", "Crashed", Some(&message)),
             Outcome::Crashed,
@@ -661,11 +698,23 @@ async fn finish(
     if let Err(e) = client.set_flow_run_state(id, &state_value, false).await {
         tracing::warn!(run = %id, error = %e, "could not report the final state");
     }
-    tracing::info!(run = %id, ?outcome, "flow run process ended");
+    tracing::info!(run = %id, outcome = outcome.as_str(), "flow run process ended");
     outcome
 }
 
+const LEVEL_WARNING: i64 = 30;
+const LEVEL_ERROR: i64 = 40;
+
+/// One line in the run's own logs, from the worker: why the run ended the way it did is read
+/// in `flow-run logs` (and Prefect's UI), not only in the state message.
+async fn log_to_run(client: &Client, id: &str, level: i64, message: &str) {
+    if let Err(e) = client.create_logs(&[log_line(id, level, message)]).await {
+        tracing::warn!(run = %id, error = %e, "could not send the log line");
+    }
+}
+
 async fn propose_cancelled(client: &Client, id: &str, message: &str) {
+    log_to_run(client, id, LEVEL_WARNING, message).await;
     // Forced: from CANCELLING only CANCELLED is accepted anyway, and a PENDING run we
     // hold must not be left behind.
     if let Err(e) = client
@@ -678,6 +727,7 @@ async fn propose_cancelled(client: &Client, id: &str, message: &str) {
 
 async fn report_crash(client: &Client, id: &str, message: &str) {
     tracing::warn!(run = %id, %message, "flow run crashed");
+    log_to_run(client, id, LEVEL_ERROR, message).await;
     if let Err(e) = client
         .set_flow_run_state(id, &state("CRASHED", "Crashed", Some(message)), false)
         .await
@@ -699,6 +749,17 @@ where
 }
 
 /// Batches output lines into `POST /logs/` calls (every second or 50 lines).
+/// A log record as `POST /logs/` takes it, stamped now.
+fn log_line(id: &str, level: i64, message: &str) -> Value {
+    json!({
+        "name": LOGGER_NAME,
+        "level": level,
+        "message": message,
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "flow_run_id": id,
+    })
+}
+
 async fn ship_logs(
     client: Client,
     id: String,
@@ -715,13 +776,7 @@ async fn ship_logs(
                     if echo {
                         println!("{line}");
                     }
-                    batch.push(json!({
-                        "name": LOGGER_NAME,
-                        "level": level,
-                        "message": line,
-                        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        "flow_run_id": id,
-                    }));
+                    batch.push(log_line(&id, level, &line));
                     (true, batch.len() >= LOG_BATCH_LINES)
                 }
                 None => (false, true),

@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use sluice_client::{Client, ClientError};
+use sluice_infra::PushInfrastructure as _;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -132,7 +133,7 @@ pub async fn run(
     ensure_pool(&client, &opts).await?;
     let container = match sluice_infra::Kind::of_pool_type(&opts.pool_type) {
         Some(kind) => {
-            let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default()).await;
+            let infra = sluice_aws::AwsPush::from_env(sluice_aws::Rates::default());
             let region = infra
                 .region(None)
                 .await
@@ -261,7 +262,7 @@ pub struct RunnerOptions {
     pub name: Option<String>,
     /// The deployments whose runs this runner executes.
     pub deployment_ids: Vec<String>,
-    /// Run with `sh -c` for every flow run.
+    /// Run for every flow run: split into words (shlex), not run through a shell.
     pub command: String,
     /// Added to each job's environment (over the process's own and the Prefect variables).
     pub env: std::collections::BTreeMap<String, String>,
@@ -343,7 +344,7 @@ pub async fn run_runner(
         }),
         container: None,
     });
-    tracing::info!(runner = %name, deployments = ?opts.deployment_ids, "runner started");
+    tracing::info!(runner = %name, deployments = opts.deployment_ids.join(","), "runner started");
     let fetch = Fetch::Deployments(opts.deployment_ids.clone());
     serve(&loop_opts, &ctx, &fetch, shutdown).await
 }
@@ -441,7 +442,17 @@ async fn serve(
     while let Some(joined) = state.jobs.join_next().await {
         state.reaped(joined);
     }
-    tracing::info!(report = ?state.report, "worker stopped");
+    let r = &state.report;
+    tracing::info!(
+        submitted = r.submitted,
+        completed = r.completed,
+        failed = r.failed,
+        crashed = r.crashed,
+        cancelled = r.cancelled,
+        killed_on_shutdown = r.killed_on_shutdown,
+        left_running = r.left_running,
+        "worker stopped"
+    );
     Ok(state.report)
 }
 
@@ -521,7 +532,8 @@ async fn check_cancellations(client: &Client, in_flight: &HashMap<String, watch:
             else {
                 continue;
             };
-            tracing::info!(run = ?run.get("id"), "flow run is being cancelled; stopping it");
+            let id = run.get("id").and_then(Value::as_str).unwrap_or_default();
+            tracing::info!(run = id, "flow run is being cancelled; stopping it");
             let _ = tx.send(Control::Cancel);
         }
     }

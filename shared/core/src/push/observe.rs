@@ -73,6 +73,23 @@ pub enum Progress {
     Missing,
 }
 
+/// For log lines: what a person reads, not Rust's debug form.
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Pending => f.write_str("pending"),
+            Progress::Running => f.write_str("running"),
+            Progress::Exited { code, reason: None } => write!(f, "exited with code {code}"),
+            Progress::Exited {
+                code,
+                reason: Some(reason),
+            } => write!(f, "exited with code {code} ({reason})"),
+            Progress::Crashed { reason } => write!(f, "crashed: {reason}"),
+            Progress::Missing => f.write_str("unknown to AWS"),
+        }
+    }
+}
+
 impl Progress {
     #[must_use]
     pub fn is_final(&self) -> bool {
