@@ -416,11 +416,25 @@ fn flow_run_verbs() {
     let id = run["id"].as_str().expect("id").to_owned();
     assert_eq!(run["state_type"], "SCHEDULED");
 
-    let listed = s.json(&["flow-run", "ls", "--state", "SCHEDULED", "--limit", "5"]);
+    let listed = s.json(&[
+        "flow-run",
+        "ls",
+        "--state-type",
+        "SCHEDULED",
+        "--limit",
+        "5",
+    ]);
     assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
-    assert_eq!(s.json(&["flow-run", "ls", "--state", "RUNNING"]), json!([]));
+    assert_eq!(s.json(&["flow-run", "ls", "--state", "Scheduled"]), listed);
+    assert_eq!(
+        s.json(&["flow-run", "ls", "--state-type", "RUNNING"]),
+        json!([])
+    );
     let (_, out, _) = s.sluice(&["flow-run", "ls"]);
-    assert_eq!(first_line(&out), "ID NAME STATE EXPECTED START");
+    assert_eq!(
+        first_line(&out),
+        "ID FLOW DEPLOYMENT NAME STATE EXPECTED START"
+    );
     assert_eq!(s.json(&["flow-run", "inspect", &id])["id"], id.as_str());
 
     s.api(
@@ -463,7 +477,7 @@ fn flow_run_verbs() {
     assert_error(&s, &["flow-run", "logs", missing], "not found");
     assert_error(
         &s,
-        &["flow-run", "ls", "--state", "BOGUS"],
+        &["flow-run", "ls", "--state-type", "BOGUS"],
         "is not a state type",
     );
     let (code, _, err) = s.sluice(&["flow-run", "delete", &id]);
@@ -476,8 +490,9 @@ fn an_unreachable_api_is_one_clear_error() {
     let s = Server::attach("http://127.0.0.1:9/api");
     let (code, _, err) = s.sluice(&["work-pool", "ls"]);
     assert_eq!(code, 1);
-    assert!(
-        err.starts_with("error: listing work pools: cannot reach"),
-        "{err}"
+    assert_eq!(
+        err.trim_end(),
+        "error: listing work pools: connection refused — is `sluice server start` running at \
+         http://127.0.0.1:9/api?"
     );
 }

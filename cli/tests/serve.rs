@@ -8,10 +8,15 @@ use std::time::{Duration, Instant};
 use common::{SLUICE, Server};
 use serde_json::{Value, json};
 
-/// `sluice serve --name NAME --command CMD --poll-seconds 1 EXTRA...` against `s`.
+/// `sh -c 'SCRIPT'`: the command is split into words, not run by a shell.
+fn shell(script: &str) -> String {
+    format!("sh -c '{}'", script.replace('\'', r"'\''"))
+}
+
+/// `sluice serve --name NAME --command 'sh -c SCRIPT' --poll-seconds 1 EXTRA...` against `s`.
 fn serve(s: &Server, name: &str, command: &str, extra: &[&str]) -> Child {
     Command::new(SLUICE)
-        .args(["serve", "--name", name, "--command", command])
+        .args(["serve", "--name", name, "--command", &shell(command)])
         .args(["--poll-seconds", "1"])
         .args(extra)
         .env("SLUICE_API_URL", &s.base)

@@ -12,7 +12,7 @@ use sluice_core::domain::ApiKey;
 use sluice_services::{Services, Settings, SystemClock};
 
 use super::{Output, print_json, print_table};
-use crate::store::StoreArgs;
+use crate::store::{Backend, StoreArgs};
 
 #[derive(Subcommand)]
 pub enum ApiKeyCommand {
@@ -35,11 +35,14 @@ fn key_json(key: &ApiKey) -> Value {
 }
 
 pub async fn run(store: &StoreArgs, output: Output, command: ApiKeyCommand) -> anyhow::Result<()> {
-    let services = Services::new(
-        store.open_existing().await?,
-        Arc::new(SystemClock),
-        Settings::default(),
-    );
+    // The first key may come before the first server start, so `create` may make the local
+    // database; nothing else here makes a store, and no verb makes a DynamoDB table (that is
+    // the stack's, and a new empty one behind a mistyped name would hide every key).
+    let opened = match (&command, store.backend) {
+        (ApiKeyCommand::Create { .. }, Backend::Sqlite) => store.open().await?,
+        _ => store.open_existing().await?,
+    };
+    let services = Services::new(opened, Arc::new(SystemClock), Settings::default());
     let json = output == Output::Json;
     match command {
         ApiKeyCommand::Create { name } => {

@@ -64,7 +64,7 @@ async fn four_workers_execute_a_thousand_runs_exactly_once() {
                 "flow_id": flow["id"],
                 "work_pool_name": pool,
                 "job_variables": {
-                    "command": "echo \"$SLUICE_FLOW_RUN_ID\" >> \"$RACE_FILE\"",
+                    "command": common::shell("echo \"$SLUICE_FLOW_RUN_ID\" >> \"$RACE_FILE\""),
                     "env": { "RACE_FILE": file.to_str().unwrap() },
                 },
             }),

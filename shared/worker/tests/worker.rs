@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Api, spawn_worker};
+use common::{Api, shell, spawn_worker};
 use serde_json::{Value, json};
 use sluice_worker::{WorkerOptions, WorkerReport, run};
 
@@ -62,8 +62,9 @@ impl Api {
         run["id"].as_str().unwrap().to_owned()
     }
 
-    async fn run_with_command(&self, deployment: &str, command: &str) -> String {
-        self.create_run(deployment, json!({ "command": command }))
+    /// A run whose command is `sh -c SCRIPT`: the worker runs no shell of its own.
+    async fn run_with_command(&self, deployment: &str, script: &str) -> String {
+        self.create_run(deployment, json!({ "command": shell(script) }))
             .await
     }
 
@@ -375,7 +376,7 @@ async fn pull_step_outputs_are_templated_into_later_steps() {
     let run_id = api
         .create_run(
             &dep,
-            json!({ "command": "cat out.txt; pwd", "working_dir": dir.path().to_string_lossy() }),
+            json!({ "command": shell("cat out.txt; pwd"), "working_dir": dir.path().to_string_lossy() }),
         )
         .await;
     let report = run(
@@ -555,7 +556,7 @@ async fn template_references_to_variables_and_parameters_reach_the_job() {
         .create_run(
             &dep,
             json!({
-                "command": "echo \"$GREETING\"; echo \"$SLUICE_PARAMETERS\"",
+                "command": shell("echo \"$GREETING\"; echo \"$SLUICE_PARAMETERS\""),
                 "env": { "GREETING": "{{ prefect.variables.greeting }}" }
             }),
         )

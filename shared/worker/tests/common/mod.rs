@@ -48,3 +48,9 @@ pub fn spawn_worker(
     }));
     (tx, handle)
 }
+
+/// `sh -c 'SCRIPT'`: a job command is split into words, not run by a shell, so a test that
+/// wants `;`, `>>` or `$VARIABLES` asks for a shell itself, as a Prefect user would.
+pub fn shell(script: &str) -> String {
+    format!("sh -c '{}'", script.replace('\'', r"'\''"))
+}
