@@ -21,6 +21,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 export MOTO_PORT="${MOTO_PORT:-5123}"
+# The tools' virtualenv (moto, and boto3 for infra/aws_fixture.py), as infra/tools.sh places it.
+export SLUICE_TOOLS="${SLUICE_TOOLS:-${CARGO_TARGET_DIR:-$repo/target}/tools}"
 
 started_here=0
 if ! infra/moto.sh status >/dev/null; then

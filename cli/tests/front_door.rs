@@ -323,7 +323,8 @@ fn deployment_with_command(s: &Server, command: &str) -> String {
     "job/d".to_owned()
 }
 
-fn worker_once(s: &Server) {
+/// A `--run-once` worker on the pool; its stderr (its log).
+fn worker_once(s: &Server) -> String {
     let (code, _, err) = s.sluice(&[
         "worker",
         "start",
@@ -334,6 +335,7 @@ fn worker_once(s: &Server) {
         "1",
     ]);
     assert_eq!(code, 0, "{err}");
+    err
 }
 
 #[test]
@@ -342,11 +344,16 @@ fn a_process_command_is_split_into_words_without_a_shell() {
     let name = deployment_with_command(&s, "echo 'two  spaces' $HOME && echo not-a-shell");
     let run = s.json(&["deployment", "run", &name]);
     let id = run["id"].as_str().expect("id");
-    worker_once(&s);
+    let log = worker_once(&s);
     assert_eq!(
         s.json(&["flow-run", "inspect", id])["state_type"],
         "COMPLETED"
     );
+    // Log fields are values, not Rust's debug text of the structs behind them.
+    assert!(log.contains("submitted=1 completed=1"), "{log}");
+    for debug_text in ["WorkerReport", "Some(", "String("] {
+        assert!(!log.contains(debug_text), "{debug_text:?} in:\n{log}");
+    }
     let (code, out, err) = s.sluice(&["flow-run", "logs", id]);
     assert_eq!(code, 0, "{err}");
     // One echo got every word, quotes removed and nothing expanded, as Prefect runs it.
@@ -391,7 +398,7 @@ fn a_failed_run_says_why_in_its_logs_and_watch_prints_the_message() {
     }
     assert!(seen.contains("sluice worker start --pool local"), "{seen}");
 
-    worker_once(&s);
+    let _ = worker_once(&s);
     let status = watch.wait().expect("wait");
     while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(2)) {
         seen.push_str(&chunk);

@@ -200,8 +200,16 @@ pub struct PushTarget {
 /// `SLUICE_TOOLS` moves it as it moves the tools) against the same endpoint as the tests.
 pub fn push_target(name: &str) -> PushTarget {
     let repo: PathBuf = [env!("CARGO_MANIFEST_DIR"), ".."].iter().collect();
+    // Where infra/tools.sh puts them: $SLUICE_TOOLS, else tools/ in the cargo target directory.
     let tools = std::env::var_os("SLUICE_TOOLS")
-        .map_or_else(|| repo.join("target").join("tools"), PathBuf::from);
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .filter(|v| !v.is_empty())
+                .map(|t| PathBuf::from(t).join("tools"))
+        })
+        .unwrap_or_else(|| repo.join("target").join("tools"));
     let python = tools.join("bin").join("python");
     let out = std::process::Command::new(&python)
         .arg(repo.join("infra").join("aws_fixture.py"))
