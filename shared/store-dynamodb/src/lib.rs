@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md ("DynamoDB layout"); [`schema`] is the single source of the key and index
 //! names, used by [`DynamoStore::ensure_table`] and mirrored by `template.yaml`.
 
+mod concurrency;
 mod deployments;
 mod error;
 mod item;

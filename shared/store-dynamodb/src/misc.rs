@@ -43,12 +43,12 @@ fn api_key_hash_key(hash: &str) -> Item {
     key(format!("APIKEYHASH#{hash}"), ONLY)
 }
 
-fn guard(mut key: Item, id: Id) -> Item {
+pub(crate) fn guard(mut key: Item, id: Id) -> Item {
     key.insert("id".to_owned(), s(id.to_string()));
     key
 }
 
-fn listed(mut item: Item, kind: &str, partition: &str, sort: String) -> Item {
+pub(crate) fn listed(mut item: Item, kind: &str, partition: &str, sort: String) -> Item {
     item.insert("k".to_owned(), s(kind));
     item.insert(GSI1_PK.to_owned(), s(partition));
     item.insert(GSI1_SK.to_owned(), s(sort));
@@ -80,7 +80,7 @@ fn api_key_item(k: &ApiKey) -> Result<Item> {
 }
 
 impl DynamoStore {
-    async fn collection<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn collection<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         partition: &str,
@@ -91,7 +91,7 @@ impl DynamoStore {
         self.query(q).await?.iter().map(|i| doc(what, i)).collect()
     }
 
-    async fn read_doc<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn read_doc<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         key: Item,
@@ -103,7 +103,7 @@ impl DynamoStore {
             .transpose()
     }
 
-    async fn read_by_guard<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn read_by_guard<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         guard: Item,

@@ -552,6 +552,30 @@ pub(crate) mod tx {
         conditional_put(table, item, "attribute_exists(pk)")
     }
 
+    /// A put whose condition names the stored version attribute `v`: it must equal `version`.
+    pub fn put_if_version(table: &str, item: Item, version: u64) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", "v")
+            .expression_attribute_values(":v", crate::item::n(version))
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A delete that requires the item to exist.
+    pub fn delete_existing(table: &str, key: Item) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     pub fn delete(table: &str, key: Item) -> Result<TransactWriteItem> {
         let delete = Delete::builder()
             .table_name(table)

@@ -18,6 +18,7 @@
 //! The expression is evaluated afresh for every check, so each runs on an empty store. Checks
 //! run on a multi-threaded tokio runtime, so the concurrency checks race for real.
 
+mod concurrency;
 mod deployments;
 mod fixtures;
 mod misc;
@@ -26,6 +27,7 @@ mod queries;
 mod queues;
 mod runs;
 
+pub use concurrency::*;
 pub use deployments::*;
 pub use misc::*;
 pub use pools::*;
@@ -127,6 +129,10 @@ macro_rules! store_conformance_suite {
             count_runs_by_queue_counts_states,
             flow_run_filters,
             flow_run_sorts_and_paging,
+            concurrency_limit_crud,
+            slot_writes_are_conditional_and_all_or_nothing,
+            leases_expire_renew_and_revoke,
+            racing_takers_never_exceed_a_limit,
         }
     };
 }

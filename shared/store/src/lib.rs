@@ -36,7 +36,7 @@ pub use filters::{
     WorkerFilter,
 };
 pub use ports::{
-    ApiKeyStore, BlockStore, Created, DeploymentStore, FlowStore, LogStore, PoolStore, RunStore,
-    Store, VariableStore, Versioned,
+    ApiKeyStore, BlockStore, ConcurrencyStore, Created, DeploymentStore, FlowStore, LogStore,
+    PoolStore, RunStore, SlotWrite, Store, VariableStore, Versioned,
 };
 pub use sqlite::SqliteStore;

@@ -8,6 +8,8 @@ use sluice_core::domain::{
     StateType, Timestamp, Variable, WorkPool, WorkQueue, Worker,
 };
 
+use sluice_core::concurrency::{ConcurrencyLease, ConcurrencyLimit};
+
 use crate::{
     DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter, StoreError,
     WorkPoolFilter, WorkerFilter,
@@ -258,6 +260,61 @@ pub trait ApiKeyStore: Send + Sync {
     async fn delete_api_key(&self, id: Id) -> Result<bool>;
 }
 
+/// One all-or-nothing change to slot counts: new values of limits (each carrying the `version`
+/// it was read at), and a lease taken or given back with them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlotWrite {
+    /// Written only if each stored version still equals the one carried; stored as version + 1.
+    pub limits: Vec<ConcurrencyLimit>,
+    /// Stored with the slots it holds.
+    pub create_lease: Option<ConcurrencyLease>,
+    /// Deleted with the slots it held; it must still exist.
+    pub revoke_lease: Option<Id>,
+}
+
+/// Global concurrency limits (tag limits are those named `tag:...`) and the leases on them.
+/// Every change of slot counts is one [`SlotWrite`], conditional on what the caller read, so
+/// two processes can never both take a limit's last slot, and a lease is given back once.
+#[async_trait]
+pub trait ConcurrencyStore: Send + Sync {
+    /// `Conflict` if the name is taken. The version is stored as given.
+    async fn create_concurrency_limit(&self, limit: &ConcurrencyLimit) -> Result<()>;
+    async fn read_concurrency_limit(&self, id: Id) -> Result<Option<ConcurrencyLimit>>;
+    async fn read_concurrency_limit_by_name(&self, name: &str) -> Result<Option<ConcurrencyLimit>>;
+    /// The limits with these names, ordered by name; names that do not exist are left out.
+    async fn read_concurrency_limits_by_names(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<ConcurrencyLimit>>;
+    /// Ordered by name; with `prefix`, only names that start with it.
+    async fn list_concurrency_limits(
+        &self,
+        prefix: Option<&str>,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<ConcurrencyLimit>>;
+    /// Replaces a limit if its stored version is `limit.version` (stored as version + 1).
+    /// `NotFound` when gone; `Conflict` when the version moved or the new name is taken.
+    async fn update_concurrency_limit(&self, limit: &ConcurrencyLimit) -> Result<()>;
+    async fn delete_concurrency_limit(&self, id: Id) -> Result<bool>;
+    /// `Conflict` (nothing written) when a limit's version moved or it is gone, or when the
+    /// lease to revoke is gone.
+    async fn write_slots(&self, write: &SlotWrite) -> Result<()>;
+    async fn read_lease(&self, id: Id) -> Result<Option<ConcurrencyLease>>;
+    /// Moves the lease's expiry; `false` when there is no such lease.
+    async fn renew_lease(&self, id: Id, expires: Timestamp) -> Result<bool>;
+    /// Leases that expired before `now`, oldest expiry first, at most `limit`.
+    async fn list_expired_leases(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConcurrencyLease>>;
+    /// Every lease, expired or not (for tag limits' holders, reset and delete).
+    async fn list_leases(&self) -> Result<Vec<ConcurrencyLease>>;
+    /// Deletes the lease without touching slots; `false` when there was none.
+    async fn revoke_lease(&self, id: Id) -> Result<bool>;
+}
+
 /// Everything the services need, as one object they can share (`Arc<dyn Store>`).
 pub trait Store:
     PoolStore
@@ -268,6 +325,7 @@ pub trait Store:
     + BlockStore
     + LogStore
     + ApiKeyStore
+    + ConcurrencyStore
 {
 }
 
@@ -280,5 +338,6 @@ impl<T> Store for T where
         + BlockStore
         + LogStore
         + ApiKeyStore
+        + ConcurrencyStore
 {
 }

@@ -14,7 +14,12 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::codec::{DbResult, Result};
 use crate::StoreError;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_API_KEYS, V3_RUNS_BY_FLOW];
+pub(super) const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_API_KEYS,
+    V3_RUNS_BY_FLOW,
+    V4_CONCURRENCY_LIMITS,
+];
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE work_pool (
@@ -245,6 +250,33 @@ CREATE TABLE api_key (
 // of every run; Prefect indexes flow_id too.
 const V3_RUNS_BY_FLOW: &str = r#"
 CREATE INDEX flow_run_by_flow_state ON flow_run (flow_id, state_type);
+"#;
+
+const V4_CONCURRENCY_LIMITS: &str = r#"
+CREATE TABLE concurrency_limit (
+    id                         TEXT PRIMARY KEY NOT NULL,
+    created                    TEXT NOT NULL,
+    updated                    TEXT NOT NULL,
+    name                       TEXT NOT NULL UNIQUE,
+    "limit"                    INTEGER NOT NULL,
+    active                     INTEGER NOT NULL,
+    active_slots               INTEGER NOT NULL,
+    denied_slots               INTEGER NOT NULL,
+    slot_decay_per_second      REAL NOT NULL,
+    avg_slot_occupancy_seconds REAL NOT NULL,
+    version                    INTEGER NOT NULL
+) STRICT;
+
+-- A lease names its limits in a JSON list: they are few, and read only with the lease.
+CREATE TABLE concurrency_lease (
+    id        TEXT PRIMARY KEY NOT NULL,
+    created   TEXT NOT NULL,
+    expires   TEXT NOT NULL,
+    limit_ids TEXT NOT NULL,
+    slots     INTEGER NOT NULL,
+    holder    TEXT
+) STRICT;
+CREATE INDEX concurrency_lease_by_expiry ON concurrency_lease (expires);
 "#;
 
 /// The schema version recorded in the database file.

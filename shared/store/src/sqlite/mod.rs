@@ -9,6 +9,7 @@
 //! work runs on tokio's blocking pool; no lock is ever held across an `.await`.
 
 mod codec;
+mod concurrency;
 mod deployments;
 mod flows;
 mod migrations;
