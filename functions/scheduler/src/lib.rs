@@ -67,6 +67,8 @@ pub struct Summary {
     pub scheduler: Outcome<SchedulerCounts>,
     pub late_runs: Outcome<LateRunCounts>,
     pub foreman: Outcome<ForemanCounts>,
+    /// Expired concurrency leases whose slots were given back.
+    pub leases: Outcome<LeaseCounts>,
     /// The push step, when the function dispatches push runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<Outcome<PushCounts>>,
@@ -85,6 +87,9 @@ impl Summary {
         }
         if matches!(self.foreman, Outcome::Failed { .. }) {
             failed.push("foreman");
+        }
+        if matches!(self.leases, Outcome::Failed { .. }) {
+            failed.push("leases");
         }
         if matches!(self.push, Some(Outcome::Failed { .. })) {
             failed.push("push");
@@ -111,6 +116,11 @@ pub enum Outcome<T> {
 pub struct SchedulerCounts {
     pub deployments: usize,
     pub runs_created: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LeaseCounts {
+    pub released: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -167,7 +177,7 @@ async fn push_tick(push: &Push) -> Result<PushCounts, ServiceError> {
 #[error("tick failed: {}", .0.failed().join(", "))]
 pub struct TicksFailed(pub Summary);
 
-/// Runs the three ticks once each, in order, within the invocation's remaining time.
+/// Runs the four ticks (scheduler, late runs, foreman, lease expiry) once each, in order, within the invocation's remaining time.
 pub async fn handle(
     services: &Services,
     event: LambdaEvent<EventBridgeEvent>,
@@ -175,7 +185,7 @@ pub async fn handle(
     Box::pin(handle_with_push(services, None, event)).await
 }
 
-/// The three ticks, then the push step (enqueue and reconcile) when `push` is given.
+/// The four ticks, then the push step (enqueue and reconcile) when `push` is given.
 pub async fn handle_with_push(
     services: &Services,
     push: Option<&Push>,
@@ -206,6 +216,9 @@ pub async fn handle_with_push(
             queues_not_ready: r.queues_not_ready,
             deployments_not_ready: r.deployments_not_ready,
         });
+    let leases = within(deadline, services.expire_concurrency_leases())
+        .await
+        .map(|released| LeaseCounts { released });
 
     let push = match push {
         Some(p) => Some(Box::pin(within(deadline, push_tick(p))).await),
@@ -215,6 +228,7 @@ pub async fn handle_with_push(
         scheduler,
         late_runs,
         foreman,
+        leases,
         push,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
@@ -374,6 +388,7 @@ mod tests {
             foreman: Outcome::Failed {
                 error: "busy".to_owned(),
             },
+            leases: Outcome::Done(LeaseCounts { released: 1 }),
             push: None,
             elapsed_ms: 7,
         };
@@ -383,6 +398,7 @@ mod tests {
                 "scheduler": {"status": "done", "deployments": 2, "runs_created": 5},
                 "late_runs": {"status": "timed_out"},
                 "foreman": {"status": "failed", "error": "busy"},
+                "leases": {"status": "done", "released": 1},
                 "elapsed_ms": 7
             })
         );

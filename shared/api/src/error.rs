@@ -26,6 +26,13 @@ pub enum ApiError {
     /// A status with a `detail` message.
     #[error("{1}")]
     Detail(StatusCode, String),
+    /// 423 with a `detail`, and the `Retry-After` header (fractional seconds, as Prefect sends
+    /// it and its client reads it) when waiting can help.
+    #[error("{detail}")]
+    Locked {
+        detail: String,
+        retry_after: Option<f64>,
+    },
     /// A failure the client cannot fix; logged here, answered as "internal error".
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,6 +73,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => ApiError::Detail(StatusCode::UNPROCESSABLE_ENTITY, m),
             ServiceError::BadRequest(m) => ApiError::Detail(StatusCode::BAD_REQUEST, m),
             ServiceError::Forbidden(m) => ApiError::Detail(StatusCode::FORBIDDEN, m),
+            ServiceError::Gone(m) => ApiError::Detail(StatusCode::GONE, m),
+            ServiceError::Locked {
+                detail,
+                retry_after,
+            } => ApiError::Locked {
+                detail,
+                retry_after,
+            },
             ServiceError::Store(StoreError::Unavailable(e)) => ApiError::Unavailable(e.to_string()),
             ServiceError::Store(other) => ApiError::Internal(other.to_string()),
         }
@@ -98,6 +113,21 @@ impl IntoResponse for ApiError {
             }
             ApiError::Detail(status, detail) => {
                 (status, axum::Json(json!({ "detail": detail }))).into_response()
+            }
+            ApiError::Locked {
+                detail,
+                retry_after,
+            } => {
+                let mut response =
+                    (StatusCode::LOCKED, axum::Json(json!({ "detail": detail }))).into_response();
+                if let Some(seconds) = retry_after
+                    && let Ok(value) = axum::http::HeaderValue::from_str(&format!("{seconds:.3}"))
+                {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                response
             }
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "request failed");

@@ -11,27 +11,32 @@ pub struct Intervals {
     pub scheduler: Duration,
     pub late_runs: Duration,
     pub foreman: Duration,
+    /// Expired concurrency leases give their slots back.
+    pub leases: Duration,
 }
 
 impl Default for Intervals {
-    /// Prefect's loop intervals: scheduler 60 s, late runs 5 s, foreman 15 s. The scheduler
-    /// also runs inline whenever a deployment changes, so 60 s only tops up the horizon.
+    /// Prefect's loop intervals: scheduler 60 s, late runs 5 s, foreman 15 s, lease
+    /// repossession 15 s. The scheduler also runs inline whenever a deployment changes, so
+    /// 60 s only tops up the horizon.
     fn default() -> Intervals {
         Intervals {
             scheduler: Duration::from_secs(60),
             late_runs: Duration::from_secs(5),
             foreman: Duration::from_secs(15),
+            leases: Duration::from_secs(15),
         }
     }
 }
 
-/// Runs the three loops until `shutdown` resolves. A failing tick is logged and retried on the
+/// Runs the loops until `shutdown` resolves. A failing tick is logged and retried on the
 /// next interval; it never stops the loop.
 pub async fn run(services: Services, intervals: Intervals, shutdown: impl Future<Output = ()>) {
     let mut scheduler = tokio::time::interval(intervals.scheduler);
     let mut late = tokio::time::interval(intervals.late_runs);
     let mut foreman = tokio::time::interval(intervals.foreman);
-    for i in [&mut scheduler, &mut late, &mut foreman] {
+    let mut leases = tokio::time::interval(intervals.leases);
+    for i in [&mut scheduler, &mut late, &mut foreman, &mut leases] {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     tokio::pin!(shutdown);
@@ -59,6 +64,11 @@ pub async fn run(services: Services, intervals: Intervals, shutdown: impl Future
                     )
                 },
                 Err(e) => tracing::warn!(error = %e, "foreman tick failed"),
+            },
+            _ = leases.tick() => match services.expire_concurrency_leases().await {
+                Ok(n) if n > 0 => tracing::info!(released = n, "expired concurrency leases released"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "lease expiry tick failed"),
             },
         }
     }

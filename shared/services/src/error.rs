@@ -19,6 +19,16 @@ pub enum ServiceError {
     /// 403: the object is reserved.
     #[error("{0}")]
     Forbidden(String),
+    /// 423: a concurrency limit has no room now; `retry_after` (seconds) says when to ask
+    /// again, when there is any point in asking.
+    #[error("{detail}")]
+    Locked {
+        detail: String,
+        retry_after: Option<f64>,
+    },
+    /// 410: the object existed and is gone for good (an expired or revoked lease).
+    #[error("{0}")]
+    Gone(String),
     /// 503 for a busy backend, 500 otherwise.
     #[error(transparent)]
     Store(StoreError),

@@ -9,6 +9,7 @@
 mod api_keys;
 pub mod background;
 mod clock;
+mod concurrency;
 mod deployments;
 mod error;
 pub mod foreman;
@@ -21,6 +22,7 @@ mod templates;
 
 pub use api_keys::ApiKeyCache;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use concurrency::{Granted, LimitInput, LimitPatch, SlotRequest};
 pub use deployments::{
     DeploymentInput, DeploymentPatch, DeploymentScheduleInput, FlowRunFromDeployment,
 };

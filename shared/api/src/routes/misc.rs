@@ -35,6 +35,13 @@ pub async fn admin_version() -> Json<&'static str> {
     Json(PREFECT_COMPATIBLE_VERSION)
 }
 
+/// `GET /admin/storage`: the server's default result storage block. Sluice has no such
+/// setting, so it answers what Prefect answers when none is configured; the engine then keeps
+/// results where its own settings say.
+pub async fn admin_storage() -> Json<Value> {
+    Json(json!({ "default_result_storage_block_id": null }))
+}
+
 pub async fn hello() -> Json<&'static str> {
     Json("👋")
 }

@@ -1,5 +1,6 @@
 //! Route table. Paths follow Prefect's server (`src/prefect/server/api/*.py`).
 
+mod concurrency;
 mod deployments;
 mod flow_runs;
 mod flows;
@@ -19,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ready", get(misc::health))
         .route("/version", get(misc::version))
         .route("/admin/version", get(misc::admin_version))
+        .route("/admin/storage", get(misc::admin_storage))
         .route("/hello", get(misc::hello))
         .route("/csrf-token", get(misc::csrf_token))
         .route(
@@ -145,6 +147,60 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/block_types/slug/{slug}/block_documents/name/{name}",
             get(misc::read_block_by_name),
+        )
+        // global concurrency limits (v2)
+        .route("/v2/concurrency_limits/", post(concurrency::create))
+        .route("/v2/concurrency_limits", post(concurrency::create))
+        .route("/v2/concurrency_limits/filter", post(concurrency::filter))
+        .route(
+            "/v2/concurrency_limits/increment",
+            post(concurrency::increment),
+        )
+        .route(
+            "/v2/concurrency_limits/increment-with-lease",
+            post(concurrency::increment_with_lease),
+        )
+        .route(
+            "/v2/concurrency_limits/decrement",
+            post(concurrency::decrement),
+        )
+        .route(
+            "/v2/concurrency_limits/decrement-with-lease",
+            post(concurrency::decrement_with_lease),
+        )
+        .route(
+            "/v2/concurrency_limits/leases/{id}/renew",
+            post(concurrency::renew_lease),
+        )
+        .route(
+            "/v2/concurrency_limits/{id_or_name}",
+            get(concurrency::read)
+                .patch(concurrency::update)
+                .delete(concurrency::remove),
+        )
+        // tag concurrency limits (v1)
+        .route("/concurrency_limits/", post(concurrency::v1_create))
+        .route("/concurrency_limits", post(concurrency::v1_create))
+        .route("/concurrency_limits/filter", post(concurrency::v1_filter))
+        .route(
+            "/concurrency_limits/increment",
+            post(concurrency::v1_increment),
+        )
+        .route(
+            "/concurrency_limits/decrement",
+            post(concurrency::v1_decrement),
+        )
+        .route(
+            "/concurrency_limits/tag/{tag}",
+            get(concurrency::v1_read_by_tag).delete(concurrency::v1_delete_by_tag),
+        )
+        .route(
+            "/concurrency_limits/tag/{tag}/reset",
+            post(concurrency::v1_reset),
+        )
+        .route(
+            "/concurrency_limits/{id}",
+            get(concurrency::v1_read).delete(concurrency::v1_delete),
         )
         // logs
         .route("/logs/", post(misc::create_logs))
