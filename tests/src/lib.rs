@@ -52,6 +52,17 @@ impl TestApp {
     }
 
     pub async fn raw(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let (status, _, value) = self.with_headers(method, path, body).await;
+        (status, value)
+    }
+
+    /// As [`TestApp::raw`], with the response's headers.
+    pub async fn with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let req = Request::builder()
             .method(method)
             .uri(format!("/api{path}"))
@@ -65,6 +76,7 @@ impl TestApp {
             .await
             .expect("the router answers");
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
         let value = if bytes.is_empty() {
             Value::Null
@@ -72,7 +84,7 @@ impl TestApp {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        (status, value)
+        (status, headers, value)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
