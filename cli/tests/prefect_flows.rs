@@ -1,0 +1,278 @@
+//! Real flows, written with the stock `prefect` SDK (3.x), run against `sluice server` on
+//! SQLite and (with the emulator) on DynamoDB: task tags under a tag concurrency limit,
+//! `concurrency()` and `rate_limit()`, with the limits made by Prefect's own CLI.
+//!
+//! Needs `SLUICE_PREFECT_VENV` (set by `infra/test.sh`); without it the test is skipped, unless
+//! `SLUICE_REQUIRE_PREFECT=1`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SLUICE, wait_healthy};
+use serde_json::Value;
+
+fn venv() -> Option<PathBuf> {
+    match std::env::var_os("SLUICE_PREFECT_VENV").filter(|v| !v.is_empty()) {
+        Some(v) => Some(PathBuf::from(v)),
+        None => {
+            assert!(
+                std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
+                "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT_VENV is not set"
+            );
+            sluice_testkit::skip(
+                "prefect_flows",
+                "SLUICE_PREFECT_VENV is not set (infra/test.sh sets it to a virtualenv with prefect)",
+            );
+            None
+        }
+    }
+}
+
+/// A `sluice server start` with extra store arguments; killed on drop.
+struct Served {
+    child: Child,
+    api: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(store_args: &[&str]) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(SLUICE)
+            .args(["server", "start", "--no-push", "--port", &port.to_string()])
+            .args(store_args)
+            .arg("--db")
+            .arg(dir.path().join("sluice.db"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sluice server");
+        wait_healthy(&format!("127.0.0.1:{port}"));
+        Served {
+            child,
+            api: format!("http://127.0.0.1:{port}/api"),
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let url = format!("{}/{path}", self.api);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let resp = reqwest::get(&url).await.expect("request");
+            assert!(resp.status().is_success(), "{url}: {}", resp.status());
+            resp.json().await.expect("JSON")
+        })
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Value {
+        let url = format!("{}/{path}", self.api);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let resp = reqwest::Client::new()
+                .post(&url)
+                .json(body)
+                .send()
+                .await
+                .expect("request");
+            assert!(resp.status().is_success(), "{url}: {}", resp.status());
+            resp.json().await.expect("JSON")
+        })
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `program ARGS` in `cwd` with Prefect pointed at `api`; must exit 0 within two minutes.
+fn run(program: &Path, args: &[&str], cwd: &Path, api: &str) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("PREFECT_API_URL", api)
+        .env("PREFECT_HOME", cwd.join(".prefect"))
+        .env("PREFECT_CLI_COLORS", "false")
+        .env_remove("PREFECT_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{} {args:?} did not finish in two minutes",
+                program.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        program.display(),
+        out.status
+    );
+    stdout
+}
+
+/// Three tasks tagged `db` submitted at once, a `concurrency("gate")` block and two
+/// `rate_limit("calls")` calls, both strict (a missing limit would fail the flow). Prints the
+/// tasks' [start, end] times as JSON.
+const FLOW: &str = r#"
+import json
+import time
+
+from prefect import flow, task
+from prefect.concurrency.sync import concurrency, rate_limit
+
+
+@task(tags=["db"])
+def query(i):
+    start = time.time()
+    time.sleep(0.4)
+    return [start, time.time()]
+
+
+@flow
+def limited():
+    futures = [query.submit(i) for i in range(3)]
+    spans = [f.result() for f in futures]
+    with concurrency("gate", occupy=1, strict=True):
+        pass
+    for _ in range(2):
+        rate_limit("calls", strict=True)
+    return spans
+
+
+if __name__ == "__main__":
+    print(json.dumps(limited()))
+"#;
+
+fn limits_and_tags_serialise_tasks(store_args: &[&str], venv: &Path) {
+    let server = Served::start(store_args);
+    let project = tempfile::tempdir().expect("tempdir");
+    let prefect = venv.join("bin").join("prefect");
+    let api = server.api.as_str();
+    run(
+        &prefect,
+        &["concurrency-limit", "create", "db", "1"],
+        project.path(),
+        api,
+    );
+    run(
+        &prefect,
+        &["global-concurrency-limit", "create", "gate", "--limit", "1"],
+        project.path(),
+        api,
+    );
+    run(
+        &prefect,
+        &[
+            "global-concurrency-limit",
+            "create",
+            "calls",
+            "--limit",
+            "5",
+            "--slot-decay-per-second",
+            "1",
+        ],
+        project.path(),
+        api,
+    );
+    let shown = run(
+        &prefect,
+        &["concurrency-limit", "inspect", "db"],
+        project.path(),
+        api,
+    );
+    assert!(shown.contains("db"), "{shown}");
+
+    std::fs::write(project.path().join("flow.py"), FLOW).expect("flow file");
+    let python = venv.join("bin").join("python");
+    let out = run(&python, &["flow.py"], project.path(), api);
+    let spans: Vec<(f64, f64)> =
+        serde_json::from_str::<Vec<Vec<f64>>>(out.lines().last().expect("the spans line"))
+            .expect("spans JSON")
+            .into_iter()
+            .map(|s| (s[0], s[1]))
+            .collect();
+    assert_eq!(spans.len(), 3);
+    let mut sorted = spans.clone();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in sorted.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "tasks tagged db overlapped under a limit of 1: {sorted:?}"
+        );
+    }
+
+    let runs = server.post("flow_runs/filter", &serde_json::json!({}));
+    let states: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["state"]["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["COMPLETED"]);
+    for name in ["tag:db", "gate"] {
+        let limit = server.get(&format!("v2/concurrency_limits/{name}"));
+        assert_eq!(limit["active_slots"], 0, "{name} released: {limit}");
+    }
+}
+
+#[test]
+fn tag_limits_concurrency_and_rate_limits_hold_for_real_flows_on_sqlite() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    limits_and_tags_serialise_tasks(&[], &venv);
+}
+
+#[test]
+fn tag_limits_concurrency_and_rate_limits_hold_for_real_flows_on_dynamodb() {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
+        sluice_testkit::skip(
+            "prefect_flows_on_dynamodb",
+            "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
+        );
+        return;
+    }
+    let Some(venv) = venv() else {
+        return;
+    };
+    let table = format!("sluice-flows-{}", uuid_like());
+    limits_and_tags_serialise_tasks(&["--store", "dynamodb", "--table", &table], &venv);
+}
+
+/// A name unique to this run without a uuid dependency: pid and time.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}", std::process::id())
+}
