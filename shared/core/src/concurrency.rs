@@ -285,6 +285,7 @@ pub fn tag_of(name: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone, Utc};
@@ -403,10 +404,12 @@ mod tests {
     fn the_wait_grows_with_demand_and_is_capped() {
         let mut busy = limit("db", 1, 1);
         busy.avg_slot_occupancy_seconds = 4.0;
-        let wait = |l: &ConcurrencyLimit| match take(&[l.clone()], 1, Mode::Concurrency, at(0)) {
-            Ok(Taken::Denied { wait_seconds, .. }) => wait_seconds,
-            other => panic!("{other:?}"),
-        };
+        let wait =
+            |l: &ConcurrencyLimit| match take(std::slice::from_ref(l), 1, Mode::Concurrency, at(0))
+            {
+                Ok(Taken::Denied { wait_seconds, .. }) => wait_seconds,
+                other => panic!("{other:?}"),
+            };
         assert!((wait(&busy) - 4.0).abs() < 1e-9);
         busy.denied_slots = 3;
         assert!((wait(&busy) - 16.0).abs() < 1e-9, "four waiting");
@@ -420,7 +423,7 @@ mod tests {
     #[test]
     fn release_frees_slots_and_learns_occupancy() {
         let l = limit("db", 2, 2);
-        let next = release(&[l.clone()], 1, Some(6.0), at(10));
+        let next = release(std::slice::from_ref(&l), 1, Some(6.0), at(10));
         assert_eq!(next[0].active_slots, 1);
         // 2.0 + (6.0 - 2.0) / (2 × 2)
         assert!((next[0].avg_slot_occupancy_seconds - 3.0).abs() < 1e-9);

@@ -94,7 +94,8 @@ fn check_limit_fields(limit: i64, active_slots: i64, denied_slots: i64, decay: f
             "denied_slots must be greater than or equal to 0",
         ),
         (
-            !(decay >= 0.0),
+            // NaN counts as negative: it is no rate.
+            decay.is_nan() || decay < 0.0,
             "slot_decay_per_second must be greater than or equal to 0",
         ),
     ];

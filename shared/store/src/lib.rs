@@ -17,6 +17,10 @@
 //! - **Status changes driven by time are conditional** on what the caller saw (a worker goes
 //!   OFFLINE only if its heartbeat is still the stale one; a pool or queue moves between statuses
 //!   only from the status the caller read), so a heartbeat racing the foreman is never lost.
+//! - **Concurrency slots change only by a [`SlotWrite`]** ([`ConcurrencyStore::write_slots`]):
+//!   the new values of some limits, each conditional on the `version` it was read at, with a
+//!   lease created or revoked (the revoked one must still exist), all or nothing. So two
+//!   processes can never both take a limit's last slot, and a lease's slots are given back once.
 //! - Reads are read-your-writes consistent for the caller that wrote.
 //! - Missing objects on reads are `Ok(None)`; on targeted writes they are
 //!   [`StoreError::NotFound`].
