@@ -18,6 +18,7 @@
 //! The expression is evaluated afresh for every check, so each runs on an empty store. Checks
 //! run on a multi-threaded tokio runtime, so the concurrency checks race for real.
 
+mod block_catalog;
 mod concurrency;
 mod deployments;
 mod fixtures;
@@ -27,6 +28,7 @@ mod queries;
 mod queues;
 mod runs;
 
+pub use block_catalog::*;
 pub use concurrency::*;
 pub use deployments::*;
 pub use misc::*;
@@ -133,6 +135,7 @@ macro_rules! store_conformance_suite {
             slot_writes_are_conditional_and_all_or_nothing,
             leases_expire_renew_and_revoke,
             racing_takers_never_exceed_a_limit,
+            block_catalog_crud,
         }
     };
 }

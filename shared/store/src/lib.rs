@@ -40,7 +40,7 @@ pub use filters::{
     WorkerFilter,
 };
 pub use ports::{
-    ApiKeyStore, BlockStore, ConcurrencyStore, Created, DeploymentStore, FlowStore, LogStore,
-    PoolStore, RunStore, SlotWrite, Store, VariableStore, Versioned,
+    ApiKeyStore, BlockCatalogStore, BlockStore, ConcurrencyStore, Created, DeploymentStore,
+    FlowStore, LogStore, PoolStore, RunStore, SlotWrite, Store, VariableStore, Versioned,
 };
 pub use sqlite::SqliteStore;

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use sluice_core::domain::{
-    ApiKey, BlockDocument, Deployment, Flow, FlowRun, Id, LogEntry, PoolStatus, QueueStatus, State,
-    StateType, Timestamp, Variable, WorkPool, WorkQueue, Worker,
+    ApiKey, BlockDocument, BlockSchema, BlockType, Deployment, Flow, FlowRun, Id, LogEntry,
+    PoolStatus, QueueStatus, State, StateType, Timestamp, Variable, WorkPool, WorkQueue, Worker,
 };
 
 use sluice_core::concurrency::{ConcurrencyLease, ConcurrencyLimit};
@@ -237,6 +237,33 @@ pub trait BlockStore: Send + Sync {
     async fn delete_block_document(&self, id: Id) -> Result<bool>;
 }
 
+/// The block catalog: block types and their schemas (block documents are [`BlockStore`]'s).
+#[async_trait]
+pub trait BlockCatalogStore: Send + Sync {
+    /// `Conflict` if a type with that slug or name exists.
+    async fn create_block_type(&self, block_type: &BlockType) -> Result<()>;
+    async fn read_block_type(&self, id: Id) -> Result<Option<BlockType>>;
+    async fn read_block_type_by_slug(&self, slug: &str) -> Result<Option<BlockType>>;
+    /// Ordered by name.
+    async fn list_block_types(&self) -> Result<Vec<BlockType>>;
+    /// `NotFound`. The slug and name do not change.
+    async fn update_block_type(&self, block_type: &BlockType) -> Result<()>;
+    /// Deletes the type with its schemas.
+    async fn delete_block_type(&self, id: Id) -> Result<bool>;
+    /// `Conflict` if a schema with that checksum and version exists.
+    async fn create_block_schema(&self, schema: &BlockSchema) -> Result<()>;
+    async fn read_block_schema(&self, id: Id) -> Result<Option<BlockSchema>>;
+    /// With `version`, that version; else the newest schema with the checksum.
+    async fn read_block_schema_by_checksum(
+        &self,
+        checksum: &str,
+        version: Option<&str>,
+    ) -> Result<Option<BlockSchema>>;
+    /// Newest first; only a type's schemas with `block_type_id`.
+    async fn list_block_schemas(&self, block_type_id: Option<Id>) -> Result<Vec<BlockSchema>>;
+    async fn delete_block_schema(&self, id: Id) -> Result<bool>;
+}
+
 #[async_trait]
 pub trait LogStore: Send + Sync {
     async fn create_logs(&self, logs: &[LogEntry]) -> Result<()>;
@@ -323,6 +350,7 @@ pub trait Store:
     + RunStore
     + VariableStore
     + BlockStore
+    + BlockCatalogStore
     + LogStore
     + ApiKeyStore
     + ConcurrencyStore
@@ -336,6 +364,7 @@ impl<T> Store for T where
         + RunStore
         + VariableStore
         + BlockStore
+        + BlockCatalogStore
         + LogStore
         + ApiKeyStore
         + ConcurrencyStore

@@ -23,6 +23,36 @@ pub struct Variable {
     pub tags: Vec<String>,
 }
 
+/// A kind of block (`secret`, `json`, `aws-credentials`): Prefect's `BlockType`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockType {
+    pub id: Id,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub name: String,
+    pub slug: String,
+    pub logo_url: Option<String>,
+    pub documentation_url: Option<String>,
+    pub description: Option<String>,
+    pub code_example: Option<String>,
+    /// Installed by the server itself: clients may not change or delete it.
+    pub is_protected: bool,
+}
+
+/// One version of a block type's fields, as a JSON schema, identified by its checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockSchema {
+    pub id: Id,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    /// `sha256:<hex>` of the schema (Prefect's client computes it; the server keeps it).
+    pub checksum: String,
+    pub fields: serde_json::Value,
+    pub block_type_id: Id,
+    pub capabilities: Vec<String>,
+    pub version: String,
+}
+
 /// A block document: enough of Prefect's block model for template resolution
 /// (`{{ prefect.blocks.<slug>.<name> }}` and `{"$ref": {"block_document_id": ...}}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

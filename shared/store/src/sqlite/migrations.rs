@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V2_API_KEYS,
     V3_RUNS_BY_FLOW,
     V4_CONCURRENCY_LIMITS,
+    V5_BLOCK_CATALOG,
 ];
 
 const V1_INITIAL: &str = r#"
@@ -277,6 +278,34 @@ CREATE TABLE concurrency_lease (
     holder    TEXT
 ) STRICT;
 CREATE INDEX concurrency_lease_by_expiry ON concurrency_lease (expires);
+"#;
+
+const V5_BLOCK_CATALOG: &str = r#"
+CREATE TABLE block_type (
+    id                TEXT PRIMARY KEY NOT NULL,
+    created           TEXT NOT NULL,
+    updated           TEXT NOT NULL,
+    name              TEXT NOT NULL UNIQUE,
+    slug              TEXT NOT NULL UNIQUE,
+    logo_url          TEXT,
+    documentation_url TEXT,
+    description       TEXT,
+    code_example      TEXT,
+    is_protected      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE block_schema (
+    id            TEXT PRIMARY KEY NOT NULL,
+    created       TEXT NOT NULL,
+    updated       TEXT NOT NULL,
+    checksum      TEXT NOT NULL,
+    fields        TEXT NOT NULL,
+    block_type_id TEXT NOT NULL REFERENCES block_type (id) ON DELETE CASCADE,
+    capabilities  TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    UNIQUE (checksum, version)
+) STRICT;
+CREATE INDEX block_schema_by_type ON block_schema (block_type_id, created);
 "#;
 
 /// The schema version recorded in the database file.
