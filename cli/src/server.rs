@@ -120,6 +120,10 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     let location = store.describe();
     let store = store.open().await?;
     let services = Services::new(store, Arc::new(SystemClock), Settings::default());
+    services
+        .install_system_block_types()
+        .await
+        .context("cannot install the system block types")?;
     match auth {
         AuthMode::ApiKey => {
             let keys = services

@@ -1,6 +1,7 @@
 //! Real flows, written with the stock `prefect` SDK (3.x), run against `sluice server` on
 //! SQLite and (with the emulator) on DynamoDB: task tags under a tag concurrency limit,
-//! `concurrency()` and `rate_limit()`, with the limits made by Prefect's own CLI.
+//! `concurrency()` and `rate_limit()`, with the limits made by Prefect's own CLI; blocks saved
+//! and loaded.
 //!
 //! Needs `SLUICE_PREFECT_VENV` (set by `infra/test.sh`); without it the test is skipped, unless
 //! `SLUICE_REQUIRE_PREFECT=1`.
@@ -242,6 +243,103 @@ fn limits_and_tags_serialise_tasks(store_args: &[&str], venv: &Path) {
         let limit = server.get(&format!("v2/concurrency_limits/{name}"));
         assert_eq!(limit["active_slots"], 0, "{name} released: {limit}");
     }
+}
+
+/// Blocks saved and loaded by a flow: `Secret` with a string (saved twice, the second time
+/// with `overwrite=True`) and with a dict value, and a block class of the flow's own with a
+/// secret field. Prints what was loaded and the client's checksum of Secret's schema.
+const BLOCKS_FLOW: &str = r#"
+import json
+from pydantic import SecretStr
+from prefect import flow
+from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
+
+
+class Endpoint(Block):
+    url: str
+    token: SecretStr
+
+
+@flow
+def uses_blocks():
+    Secret(value="s3cr3t").save("db-password")
+    Secret(value="rotated").save("db-password", overwrite=True)
+    Secret(value={"user": "u", "password": "p"}).save("db-login", overwrite=True)
+    Endpoint(url="https://api.example.com", token="t0k3n").save("api")
+    return {
+        "password": Secret.load("db-password").get(),
+        "login": Secret.load("db-login").get(),
+        "endpoint": [Endpoint.load("api").url, Endpoint.load("api").token.get_secret_value()],
+        "checksum": Secret._calculate_schema_checksum(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(uses_blocks()))
+"#;
+
+fn blocks_save_and_load(store_args: &[&str], venv: &Path) {
+    let server = Served::start(store_args);
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::write(project.path().join("blocks.py"), BLOCKS_FLOW).expect("flow file");
+    let out = run(
+        &venv.join("bin").join("python"),
+        &["blocks.py"],
+        project.path(),
+        &server.api,
+    );
+    let loaded: Value =
+        serde_json::from_str(out.lines().last().expect("a result line")).expect("JSON");
+    assert_eq!(loaded["password"], "rotated", "{loaded}");
+    assert_eq!(
+        loaded["login"],
+        serde_json::json!({"user": "u", "password": "p"})
+    );
+    assert_eq!(
+        loaded["endpoint"],
+        serde_json::json!(["https://api.example.com", "t0k3n"])
+    );
+    // The server computes schema checksums as the client does, so the client finds its schema.
+    let checksum = loaded["checksum"].as_str().expect("checksum");
+    let schema = server.get(&format!("block_schemas/checksum/{checksum}"));
+    assert_eq!(schema["block_type"]["slug"], "secret");
+    assert_eq!(
+        schema["block_type"]["is_protected"], true,
+        "installed on start"
+    );
+    // Read without include_secrets, secret fields are masked.
+    let password = server.get("block_types/slug/secret/block_documents/name/db-password");
+    assert_eq!(password["data"]["value"], "********");
+    let endpoint = server.get("block_types/slug/endpoint/block_documents/name/api");
+    assert_eq!(
+        endpoint["data"],
+        serde_json::json!({"url": "https://api.example.com", "token": "********"})
+    );
+}
+
+#[test]
+fn blocks_save_and_load_from_real_flows_on_sqlite() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    blocks_save_and_load(&[], &venv);
+}
+
+#[test]
+fn blocks_save_and_load_from_real_flows_on_dynamodb() {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
+        sluice_testkit::skip(
+            "blocks_on_dynamodb",
+            "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
+        );
+        return;
+    }
+    let Some(venv) = venv() else {
+        return;
+    };
+    let table = format!("sluice-blocks-{}", uuid_like());
+    blocks_save_and_load(&["--store", "dynamodb", "--table", &table], &venv);
 }
 
 #[test]

@@ -377,6 +377,7 @@ const BLOCK_FIELDS: &[&str] = &[
     "updated",
     "name",
     "data",
+    "block_schema",
     "block_schema_id",
     "block_type_id",
     "block_type_name",

@@ -79,7 +79,14 @@ pub async fn app(config: &Config) -> axum::Router {
             as Arc<dyn sluice_infra::DispatchQueue>),
         None => None,
     };
-    router_with_queue(Arc::new(store), config.auth, queue)
+    let store: Arc<dyn Store> = Arc::new(store);
+    // As a Prefect server does on start: the system block types exist before the first save.
+    // A failure here only costs the catalog entry (clients register types themselves).
+    let services = Services::new(store.clone(), Arc::new(SystemClock), Settings::default());
+    if let Err(e) = services.install_system_block_types().await {
+        tracing::warn!(error = %e, "could not install the system block types");
+    }
+    router_with_queue(store, config.auth, queue)
 }
 
 /// The router over any store, with the system clock and Prefect's default settings. With

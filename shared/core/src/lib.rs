@@ -5,6 +5,7 @@
 //! templates and schedules lives in this crate so it can be tested as plain functions.
 
 pub mod api_keys;
+pub mod blocks;
 pub mod concurrency;
 pub mod domain;
 pub mod job_config;

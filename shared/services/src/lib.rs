@@ -8,6 +8,7 @@
 
 mod api_keys;
 pub mod background;
+mod blocks;
 mod clock;
 mod concurrency;
 mod deployments;
@@ -21,6 +22,7 @@ pub mod scheduler;
 mod templates;
 
 pub use api_keys::ApiKeyCache;
+pub use blocks::{BlockDocumentInput, BlockTypeInput, BlockTypePatch, FullBlockDocument};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use concurrency::{Granted, LimitInput, LimitPatch, SlotRequest};
 pub use deployments::{

@@ -1,8 +1,8 @@
-//! Variables, block documents and logs on the wire.
+//! Variables and logs on the wire.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_core::domain::{BlockDocument, Id, LogEntry, Timestamp, Variable};
+use sluice_core::domain::{Id, LogEntry, Timestamp, Variable};
 
 use super::{nullable, timestamp, ts};
 
@@ -35,52 +35,6 @@ pub fn variable_json(v: &Variable) -> Value {
         "name": v.name,
         "value": v.value,
         "tags": v.tags,
-    })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlockDocumentCreate {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub data: Value,
-    /// Prefect identifies the type by id; Sluice keys documents by the type's slug, which
-    /// clients may send directly. One of the two is needed.
-    #[serde(default)]
-    pub block_type_slug: Option<String>,
-    #[serde(default)]
-    pub block_type_id: Option<Id>,
-    #[serde(default)]
-    pub block_schema_id: Option<Id>,
-    #[serde(default)]
-    pub is_anonymous: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlockDocumentUpdate {
-    #[serde(default)]
-    pub data: Option<Value>,
-    #[serde(default)]
-    pub merge_existing_data: Option<bool>,
-    #[serde(default)]
-    pub block_schema_id: Option<Id>,
-}
-
-pub fn block_json(b: &BlockDocument) -> Value {
-    json!({
-        "id": b.id,
-        "created": ts(b.created),
-        "updated": ts(b.updated),
-        "name": b.name,
-        "data": b.data,
-        "block_schema_id": b.block_schema_id,
-        "block_type_id": b.block_type_id,
-        "block_type_name": b.block_type_slug,
-        "block_type": { "id": b.block_type_id, "slug": b.block_type_slug, "name": b.block_type_slug },
-        "block_document_references": {},
-        "is_anonymous": b.is_anonymous,
     })
 }
 

@@ -1,17 +1,14 @@
-//! Health, version, CSRF, collections metadata, variables, block documents and logs.
+//! Health, version, CSRF, collections metadata, variables and logs.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sluice_core::domain::{BlockDocument, LogEntry, Variable, validate_variable_name};
+use sluice_core::domain::{LogEntry, Variable, validate_variable_name};
 
 use crate::AppState;
-use crate::dto::filters::{block_type_slug, log_filter, only_keys, paging, variable_names};
-use crate::dto::misc::{
-    BlockDocumentCreate, BlockDocumentUpdate, LogCreate, VariableCreate, VariableUpdate,
-    block_json, log_json, variable_json,
-};
+use crate::dto::filters::{log_filter, only_keys, paging, variable_names};
+use crate::dto::misc::{LogCreate, VariableCreate, VariableUpdate, log_json, variable_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PathId};
 
@@ -236,157 +233,6 @@ pub async fn count_variables(
             .await?
             .len(),
     ))
-}
-
-// ---- block documents ---------------------------------------------------------------------
-
-pub async fn create_block(
-    State(app): State<AppState>,
-    Body(body): Body<BlockDocumentCreate>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let slug = body.block_type_slug.ok_or_else(|| {
-        ApiError::invalid_field(
-            vec!["body".into(), "block_type_slug".into()],
-            "block_type_slug is required: Sluice keys block documents by their type's slug",
-        )
-    })?;
-    if body.name.is_none() && !body.is_anonymous {
-        return Err(ApiError::invalid_field(
-            vec!["body".into(), "name".into()],
-            "a block document needs a name unless it is anonymous",
-        ));
-    }
-    if let Some(name) = &body.name {
-        sluice_core::domain::validate_name(name).map_err(|e| {
-            ApiError::invalid_field(vec!["body".into(), "name".into()], e.to_string())
-        })?;
-    }
-    let now = app.services.now();
-    let block = BlockDocument {
-        id: uuid::Uuid::new_v4(),
-        created: now,
-        updated: now,
-        name: body.name,
-        data: body.data,
-        block_type_slug: slug,
-        block_type_id: body.block_type_id,
-        block_schema_id: body.block_schema_id,
-        is_anonymous: body.is_anonymous,
-    };
-    app.services
-        .store
-        .create_block_document(&block)
-        .await
-        .map_err(|e| match e {
-            sluice_store::StoreError::Conflict(_) => {
-                ApiError::Detail(StatusCode::CONFLICT, "Block already exists".to_owned())
-            }
-            other => other.into(),
-        })?;
-    Ok((StatusCode::CREATED, Json(block_json(&block))))
-}
-
-pub async fn read_block(State(app): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Value>> {
-    let b = app
-        .services
-        .store
-        .read_block_document(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Block document not found"))?;
-    Ok(Json(block_json(&b)))
-}
-
-pub async fn read_block_by_name(
-    State(app): State<AppState>,
-    Path((slug, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let b = app
-        .services
-        .store
-        .read_block_document_by_name(&slug, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Block document not found"))?;
-    Ok(Json(block_json(&b)))
-}
-
-pub async fn update_block(
-    State(app): State<AppState>,
-    PathId(id): PathId,
-    Body(body): Body<BlockDocumentUpdate>,
-) -> ApiResult<StatusCode> {
-    let mut b = app
-        .services
-        .store
-        .read_block_document(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Block document not found"))?;
-    if let Some(data) = body.data {
-        match (
-            body.merge_existing_data.unwrap_or(true),
-            b.data.as_object_mut(),
-            data,
-        ) {
-            (true, Some(existing), Value::Object(new)) => {
-                for (k, v) in new {
-                    existing.insert(k, v);
-                }
-            }
-            (_, _, data) => b.data = data,
-        }
-    }
-    if let Some(schema) = body.block_schema_id {
-        b.block_schema_id = Some(schema);
-    }
-    b.updated = app.services.now();
-    app.services.store.update_block_document(&b).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn delete_block(
-    State(app): State<AppState>,
-    PathId(id): PathId,
-) -> ApiResult<StatusCode> {
-    if !app.services.store.delete_block_document(id).await? {
-        return Err(ApiError::not_found("Block document not found"));
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn filter_blocks(
-    State(app): State<AppState>,
-    Body(body): Body<Value>,
-) -> ApiResult<Json<Vec<Value>>> {
-    // `block_schema_type` is what the stock client's `read_block_documents` sends; Prefect's
-    // server has no such parameter and ignores it, and so does Sluice.
-    only_keys(
-        &body,
-        &[
-            "block_documents",
-            "block_types",
-            "block_schemas",
-            "block_schema_type",
-            "include_secrets",
-            "sort",
-            "limit",
-            "offset",
-        ],
-    )?;
-    let (limit, offset) = paging(&body)?;
-    for key in ["block_documents", "block_schemas"] {
-        if body.get(key).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::invalid_field(
-                vec!["body".into(), key.into()],
-                format!("filtering block documents by {key} is not supported"),
-            ));
-        }
-    }
-    let slug = block_type_slug(&body)?;
-    let blocks = app
-        .services
-        .store
-        .list_block_documents(slug.as_deref(), Some(limit), offset)
-        .await?;
-    Ok(Json(blocks.iter().map(block_json).collect()))
 }
 
 // ---- logs --------------------------------------------------------------------------------

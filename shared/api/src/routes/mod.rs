@@ -1,5 +1,6 @@
 //! Route table. Paths follow Prefect's server (`src/prefect/server/api/*.py`).
 
+mod blocks;
 mod concurrency;
 mod deployments;
 mod flow_runs;
@@ -134,19 +135,51 @@ pub fn routes() -> Router<AppState> {
                 .patch(misc::update_variable)
                 .delete(misc::delete_variable),
         )
-        // block documents
-        .route("/block_documents/", post(misc::create_block))
-        .route("/block_documents", post(misc::create_block))
-        .route("/block_documents/filter", post(misc::filter_blocks))
+        // block types, schemas, capabilities and documents
+        .route("/block_types/", post(blocks::create_type))
+        .route("/block_types", post(blocks::create_type))
+        .route("/block_types/filter", post(blocks::filter_types))
         .route(
-            "/block_documents/{id}",
-            get(misc::read_block)
-                .patch(misc::update_block)
-                .delete(misc::delete_block),
+            "/block_types/install_system_block_types",
+            post(blocks::install_system_types),
+        )
+        .route("/block_types/slug/{slug}", get(blocks::read_type_by_slug))
+        .route(
+            "/block_types/slug/{slug}/block_documents",
+            get(blocks::type_documents),
         )
         .route(
             "/block_types/slug/{slug}/block_documents/name/{name}",
-            get(misc::read_block_by_name),
+            get(blocks::read_document_by_name),
+        )
+        .route(
+            "/block_types/{id}",
+            get(blocks::read_type)
+                .patch(blocks::update_type)
+                .delete(blocks::delete_type),
+        )
+        .route("/block_schemas/", post(blocks::create_schema))
+        .route("/block_schemas", post(blocks::create_schema))
+        .route("/block_schemas/filter", post(blocks::filter_schemas))
+        .route(
+            "/block_schemas/checksum/{checksum}",
+            get(blocks::read_schema_by_checksum),
+        )
+        .route(
+            "/block_schemas/{id}",
+            get(blocks::read_schema).delete(blocks::delete_schema),
+        )
+        .route("/block_capabilities/", get(blocks::capabilities))
+        .route("/block_capabilities", get(blocks::capabilities))
+        .route("/block_documents/", post(blocks::create_document))
+        .route("/block_documents", post(blocks::create_document))
+        .route("/block_documents/filter", post(blocks::filter_documents))
+        .route("/block_documents/count", post(blocks::count_documents))
+        .route(
+            "/block_documents/{id}",
+            get(blocks::read_document)
+                .patch(blocks::update_document)
+                .delete(blocks::delete_document),
         )
         // global concurrency limits (v2)
         .route("/v2/concurrency_limits/", post(concurrency::create))

@@ -1,0 +1,346 @@
+//! Blocks: the checksum that identifies a block schema, secret fields hidden on read and kept
+//! when a client sends the hidden form back, and the naming rules.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// What a secret value reads as without `include_secrets` (Prefect's mask).
+pub const OBFUSCATED: &str = "********";
+
+/// `lowercase letters, numbers and dashes` (block type slugs, block document names, artifact
+/// keys).
+#[must_use]
+pub fn is_slug(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The checksum Prefect's client and server give a block schema: `sha256:` and the digest of
+/// the schema without its `secret_fields` keys and without definitions nothing uses (or that are
+/// blocks, or empty), serialised as Python's `json.dumps(((fields,), {}), sort_keys=True)`.
+#[must_use]
+pub fn schema_checksum(fields: &Value) -> String {
+    let mut fields = fields.clone();
+    strip_key(&mut fields, "secret_fields");
+    prune_definitions(&mut fields);
+    let mut text = String::new();
+    write_python_json(
+        &Value::Array(vec![Value::Array(vec![fields]), Value::Object(Map::new())]),
+        &mut text,
+    );
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn strip_key(value: &mut Value, key: &str) {
+    match value {
+        Value::Object(map) => {
+            map.remove(key);
+            map.values_mut().for_each(|v| strip_key(v, key));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| strip_key(v, key)),
+        _ => {}
+    }
+}
+
+/// `#/definitions/<name>` references anywhere in `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        if let Some(name) = r.strip_prefix("#/definitions/") {
+                            out.push(name.to_owned());
+                        }
+                    }
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Keeps the definitions reached from the schema (through other kept definitions too) that are
+/// neither blocks nor empty; drops `definitions` when none is left.
+fn prune_definitions(fields: &mut Value) {
+    let Some(map) = fields.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(definitions)) = map.remove("definitions") else {
+        return;
+    };
+    let keep_def = |d: &Value| {
+        d.as_object()
+            .is_some_and(|o| !o.is_empty() && !o.contains_key("block_type_slug"))
+    };
+    let mut pending = Vec::new();
+    refs(&Value::Object(map.clone()), &mut pending);
+    let mut kept = Map::new();
+    while let Some(name) = pending.pop() {
+        if kept.contains_key(&name) {
+            continue;
+        }
+        if let Some(d) = definitions.get(&name).filter(|d| keep_def(d)) {
+            refs(d, &mut pending);
+            kept.insert(name, d.clone());
+        }
+    }
+    if !kept.is_empty() {
+        map.insert("definitions".to_owned(), Value::Object(kept));
+    }
+}
+
+/// Python's `json.dumps(value, sort_keys=True)`: `", "` and `": "` separators, keys sorted,
+/// non-ASCII escaped as `\uXXXX`.
+fn write_python_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (_, Some(u), _) => out.push_str(&u.to_string()),
+            (_, _, Some(f)) => out.push_str(&python_float(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => write_python_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json(v, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_string(k, out);
+                out.push_str(": ");
+                write_python_json(&map[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Python's `repr(float)` for the values schemas hold (`1.0`, `0.5`, `1e-05`).
+fn python_float(f: f64) -> String {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+        format!("{f:.1}")
+    } else {
+        let s = format!("{f}");
+        if s.contains('e') || s.contains('.') {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    }
+}
+
+fn write_python_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The schema's `secret_fields`: dotted paths, a `*` segment standing for every key there.
+#[must_use]
+pub fn secret_paths(fields: &Value) -> Vec<String> {
+    let mut paths: Vec<String> = fields
+        .get("secret_fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    paths.dedup();
+    paths
+}
+
+/// Every non-null value at a secret path, replaced by [`OBFUSCATED`]. Paths walk objects;
+/// `*` matches every key at its level.
+#[must_use]
+pub fn obfuscate(data: &Value, secret_paths: &[String]) -> Value {
+    let mut out = data.clone();
+    for path in secret_paths {
+        let segments: Vec<&str> = path.split('.').collect();
+        mask(&mut out, &segments);
+    }
+    out
+}
+
+fn mask(value: &mut Value, path: &[&str]) {
+    let Some((head, rest)) = path.split_first() else {
+        if !value.is_null() {
+            *value = Value::String(OBFUSCATED.to_owned());
+        }
+        return;
+    };
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    if *head == "*" {
+        map.values_mut().for_each(|v| mask(v, rest));
+    } else if let Some(v) = map.get_mut(*head) {
+        mask(v, rest);
+    }
+}
+
+/// `new` with every [`OBFUSCATED`] value at a secret path replaced by what `old` holds there:
+/// a client that read a block without its secrets and sends it back does not erase them.
+#[must_use]
+pub fn keep_secrets(new: &Value, old: &Value, secret_paths: &[String]) -> Value {
+    let mut out = new.clone();
+    for path in secret_paths {
+        let segments: Vec<&str> = path.split('.').collect();
+        restore(&mut out, Some(old), &segments);
+    }
+    out
+}
+
+fn restore(new: &mut Value, old: Option<&Value>, path: &[&str]) {
+    let Some((head, rest)) = path.split_first() else {
+        if new.as_str() == Some(OBFUSCATED)
+            && let Some(previous) = old
+        {
+            *new = previous.clone();
+        }
+        return;
+    };
+    let Some(map) = new.as_object_mut() else {
+        return;
+    };
+    if *head == "*" {
+        for (k, v) in map.iter_mut() {
+            restore(v, old.and_then(|o| o.get(k)), rest);
+        }
+    } else if let Some(v) = map.get_mut(*head) {
+        restore(v, old.and_then(|o| o.get(*head)), rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn slugs_are_lowercase_digits_and_dashes() {
+        assert!(is_slug("aws-credentials-2"));
+        assert!(is_slug(""));
+        assert!(!is_slug("AWS"));
+        assert!(!is_slug("a_b"));
+        assert!(!is_slug("a b"));
+    }
+
+    #[test]
+    fn python_json_matches_json_dumps_with_sorted_keys() {
+        let mut s = String::new();
+        write_python_json(
+            &json!({"b": [1, 2.5, true, null], "a": "é\n\"x\"", "c": 1.0, "d": "😀"}),
+            &mut s,
+        );
+        assert_eq!(
+            s,
+            r#"{"a": "\u00e9\n\"x\"", "b": [1, 2.5, true, null], "c": 1.0, "d": "\ud83d\ude00"}"#
+        );
+    }
+
+    #[test]
+    fn checksums_ignore_secret_fields_and_unused_definitions() {
+        let base = json!({
+            "title": "Creds", "type": "object",
+            "properties": {"key": {"type": "string"}, "opts": {"$ref": "#/definitions/Opts"}},
+            "definitions": {
+                "Opts": {"type": "object", "properties": {"x": {"type": "integer"}}},
+                "Unused": {"type": "object"},
+                "Empty": {},
+                "Nested": {"block_type_slug": "other", "type": "object"}
+            }
+        });
+        let mut with_secrets = base.clone();
+        with_secrets["secret_fields"] = json!(["key"]);
+        let mut pruned = base.clone();
+        pruned["definitions"] = json!({"Opts": base["definitions"]["Opts"].clone()});
+        assert_eq!(schema_checksum(&base), schema_checksum(&with_secrets));
+        assert_eq!(schema_checksum(&base), schema_checksum(&pruned));
+        let mut changed = base.clone();
+        changed["title"] = json!("Other");
+        assert_ne!(schema_checksum(&base), schema_checksum(&changed));
+        assert!(schema_checksum(&base).starts_with("sha256:"));
+        assert_eq!(schema_checksum(&base).len(), "sha256:".len() + 64);
+    }
+
+    #[test]
+    fn secrets_are_masked_and_kept_when_sent_back_masked() {
+        let paths = vec![
+            "value".to_owned(),
+            "headers.*".to_owned(),
+            "creds.password".to_owned(),
+        ];
+        let data = json!({
+            "value": "s3cr3t", "headers": {"a": "1", "b": "2"},
+            "creds": {"user": "u", "password": "p"}, "plain": "x", "none": null
+        });
+        let masked = obfuscate(&data, &paths);
+        assert_eq!(
+            masked,
+            json!({
+                "value": OBFUSCATED, "headers": {"a": OBFUSCATED, "b": OBFUSCATED},
+                "creds": {"user": "u", "password": OBFUSCATED}, "plain": "x", "none": null
+            })
+        );
+        assert_eq!(
+            obfuscate(&json!({"value": null}), &paths),
+            json!({"value": null}),
+            "null is not a secret"
+        );
+        let mut sent = masked.clone();
+        sent["creds"]["user"] = json!("v");
+        sent["headers"]["b"] = json!("new");
+        let kept = keep_secrets(&sent, &data, &paths);
+        assert_eq!(
+            kept,
+            json!({
+                "value": "s3cr3t", "headers": {"a": "1", "b": "new"},
+                "creds": {"user": "v", "password": "p"}, "plain": "x", "none": null
+            })
+        );
+    }
+
+    #[test]
+    fn secret_paths_come_from_the_schema_once() {
+        let fields = json!({"secret_fields": ["value", "value", "a.b"]});
+        assert_eq!(secret_paths(&fields), ["value", "a.b"]);
+        assert!(secret_paths(&json!({})).is_empty());
+    }
+}
