@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md ("DynamoDB layout"); [`schema`] is the single source of the key and index
 //! names, used by [`DynamoStore::ensure_table`] and mirrored by `template.yaml`.
 
+mod artifacts;
 mod block_catalog;
 mod concurrency;
 mod deployments;

@@ -18,6 +18,7 @@
 //! The expression is evaluated afresh for every check, so each runs on an empty store. Checks
 //! run on a multi-threaded tokio runtime, so the concurrency checks race for real.
 
+mod artifacts;
 mod block_catalog;
 mod concurrency;
 mod deployments;
@@ -28,6 +29,7 @@ mod queries;
 mod queues;
 mod runs;
 
+pub use artifacts::*;
 pub use block_catalog::*;
 pub use concurrency::*;
 pub use deployments::*;
@@ -136,6 +138,7 @@ macro_rules! store_conformance_suite {
             leases_expire_renew_and_revoke,
             racing_takers_never_exceed_a_limit,
             block_catalog_crud,
+            artifact_crud_and_filters,
         }
     };
 }

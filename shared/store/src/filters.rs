@@ -17,6 +17,21 @@ pub struct WorkerFilter {
     pub last_heartbeat_after: Option<Timestamp>,
 }
 
+/// Artifacts: every set field must hold; lists match any of their values.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactFilter {
+    pub ids: Option<Vec<Id>>,
+    pub keys: Option<Vec<String>>,
+    /// Case-insensitive substring of the key.
+    pub key_like: Option<String>,
+    /// `Some(true)`: only keyed artifacts; `Some(false)`: only unkeyed ones.
+    pub key_exists: Option<bool>,
+    pub flow_run_ids: Option<Vec<Id>>,
+    pub task_run_ids: Option<Vec<Id>>,
+    pub types: Option<Vec<String>>,
+    pub not_types: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct FlowFilter {
     pub ids: Option<Vec<Id>>,

@@ -36,11 +36,12 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use filters::{
-    DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter, WorkPoolFilter,
-    WorkerFilter,
+    ArtifactFilter, DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
+    WorkPoolFilter, WorkerFilter,
 };
 pub use ports::{
-    ApiKeyStore, BlockCatalogStore, BlockStore, ConcurrencyStore, Created, DeploymentStore,
-    FlowStore, LogStore, PoolStore, RunStore, SlotWrite, Store, VariableStore, Versioned,
+    ApiKeyStore, ArtifactStore, BlockCatalogStore, BlockStore, ConcurrencyStore, Created,
+    DeploymentStore, FlowStore, LogStore, PoolStore, RunStore, SlotWrite, Store, VariableStore,
+    Versioned,
 };
 pub use sqlite::SqliteStore;

@@ -5,12 +5,12 @@
 use std::cmp::Ordering;
 
 use sluice_core::domain::{
-    Deployment, Flow, FlowRun, LogEntry, StateType, Timestamp, WorkPool, Worker,
+    Artifact, Deployment, Flow, FlowRun, LogEntry, StateType, Timestamp, WorkPool, Worker,
 };
 
 use crate::{
-    DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter, WorkPoolFilter,
-    WorkerFilter,
+    ArtifactFilter, DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
+    WorkPoolFilter, WorkerFilter,
 };
 
 /// `value` is one of `wanted` (an empty list matches nothing); a missing value matches nothing.
@@ -220,6 +220,27 @@ impl WorkerFilter {
             .cmp(&a.last_heartbeat_time)
             .then_with(|| a.name.cmp(&b.name))
             .then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+impl ArtifactFilter {
+    pub fn matches(&self, a: &Artifact) -> bool {
+        let like = self.key_like.as_ref().is_none_or(|l| {
+            a.key
+                .as_ref()
+                .is_some_and(|k| k.to_lowercase().contains(&l.to_lowercase()))
+        });
+        any_of(self.ids.as_ref(), Some(&a.id))
+            && any_of(self.keys.as_ref(), a.key.as_ref())
+            && like
+            && self.key_exists.is_none_or(|e| a.key.is_some() == e)
+            && any_of(self.flow_run_ids.as_ref(), a.flow_run_id.as_ref())
+            && any_of(self.task_run_ids.as_ref(), a.task_run_id.as_ref())
+            && any_of(self.types.as_ref(), a.kind.as_ref())
+            && self
+                .not_types
+                .as_ref()
+                .is_none_or(|n| a.kind.as_ref().is_none_or(|k| !n.contains(k)))
     }
 }
 

@@ -4,15 +4,16 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use sluice_core::domain::{
-    ApiKey, BlockDocument, BlockSchema, BlockType, Deployment, Flow, FlowRun, Id, LogEntry,
-    PoolStatus, QueueStatus, State, StateType, Timestamp, Variable, WorkPool, WorkQueue, Worker,
+    ApiKey, Artifact, BlockDocument, BlockSchema, BlockType, Deployment, Flow, FlowRun, Id,
+    LogEntry, PoolStatus, QueueStatus, State, StateType, Timestamp, Variable, WorkPool, WorkQueue,
+    Worker,
 };
 
 use sluice_core::concurrency::{ConcurrencyLease, ConcurrencyLimit};
 
 use crate::{
-    DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter, StoreError,
-    WorkPoolFilter, WorkerFilter,
+    ArtifactFilter, DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
+    StoreError, WorkPoolFilter, WorkerFilter,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -264,6 +265,18 @@ pub trait BlockCatalogStore: Send + Sync {
     async fn delete_block_schema(&self, id: Id) -> Result<bool>;
 }
 
+/// Artifacts. The latest of a key is its newest artifact, found by listing the key.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    async fn create_artifact(&self, artifact: &Artifact) -> Result<()>;
+    async fn read_artifact(&self, id: Id) -> Result<Option<Artifact>>;
+    /// Every artifact the filter selects, newest first (by `created`, then id).
+    async fn list_artifacts(&self, filter: &ArtifactFilter) -> Result<Vec<Artifact>>;
+    /// `NotFound`.
+    async fn update_artifact(&self, artifact: &Artifact) -> Result<()>;
+    async fn delete_artifact(&self, id: Id) -> Result<bool>;
+}
+
 #[async_trait]
 pub trait LogStore: Send + Sync {
     async fn create_logs(&self, logs: &[LogEntry]) -> Result<()>;
@@ -351,6 +364,7 @@ pub trait Store:
     + VariableStore
     + BlockStore
     + BlockCatalogStore
+    + ArtifactStore
     + LogStore
     + ApiKeyStore
     + ConcurrencyStore
@@ -365,6 +379,7 @@ impl<T> Store for T where
         + VariableStore
         + BlockStore
         + BlockCatalogStore
+        + ArtifactStore
         + LogStore
         + ApiKeyStore
         + ConcurrencyStore

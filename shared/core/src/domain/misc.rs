@@ -68,6 +68,23 @@ pub struct BlockDocument {
     pub is_anonymous: bool,
 }
 
+/// Something a run made for people to read: markdown, a table, a link, progress. Artifacts
+/// with the same `key` are versions of one thing; the newest is its latest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub id: Id,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub key: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub description: Option<String>,
+    pub data: serde_json::Value,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    pub flow_run_id: Option<Id>,
+    pub task_run_id: Option<Id>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub id: Id,

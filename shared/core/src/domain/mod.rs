@@ -13,7 +13,7 @@ mod work_pool;
 
 pub use deployment::{Deployment, DeploymentSchedule, DeploymentStatus};
 pub use flow_run::{CreatedBy, FlowRun};
-pub use misc::{ApiKey, BlockDocument, BlockSchema, BlockType, Flow, LogEntry, Variable};
+pub use misc::{ApiKey, Artifact, BlockDocument, BlockSchema, BlockType, Flow, LogEntry, Variable};
 pub use names::{NameError, random_run_name, validate_name, validate_variable_name};
 pub use state::{State, StateType};
 pub use work_pool::{

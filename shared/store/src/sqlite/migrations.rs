@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V3_RUNS_BY_FLOW,
     V4_CONCURRENCY_LIMITS,
     V5_BLOCK_CATALOG,
+    V6_ARTIFACTS,
 ];
 
 const V1_INITIAL: &str = r#"
@@ -306,6 +307,24 @@ CREATE TABLE block_schema (
     UNIQUE (checksum, version)
 ) STRICT;
 CREATE INDEX block_schema_by_type ON block_schema (block_type_id, created);
+"#;
+
+const V6_ARTIFACTS: &str = r#"
+CREATE TABLE artifact (
+    id          TEXT PRIMARY KEY NOT NULL,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    key         TEXT,
+    type        TEXT,
+    description TEXT,
+    data        TEXT NOT NULL,
+    metadata    TEXT,
+    -- No foreign keys: an artifact outlives its run, as in Prefect.
+    flow_run_id TEXT,
+    task_run_id TEXT
+) STRICT;
+CREATE INDEX artifact_by_key ON artifact (key, created);
+CREATE INDEX artifact_by_flow_run ON artifact (flow_run_id);
 "#;
 
 /// The schema version recorded in the database file.

@@ -8,6 +8,7 @@
 //! multi-query read sees one snapshot, and a read begun after a write's commit sees it. All SQLite
 //! work runs on tokio's blocking pool; no lock is ever held across an `.await`.
 
+mod artifacts;
 mod block_catalog;
 mod codec;
 mod concurrency;
