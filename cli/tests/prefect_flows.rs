@@ -247,13 +247,16 @@ fn limits_and_tags_serialise_tasks(store_args: &[&str], venv: &Path) {
 
 /// Blocks saved and loaded by a flow: `Secret` with a string (saved twice, the second time
 /// with `overwrite=True`) and with a dict value, and a block class of the flow's own with a
-/// secret field. Prints what was loaded and the client's checksum of Secret's schema.
-const BLOCKS_FLOW: &str = r#"
+/// secret field; a variable set and read; a markdown and a table artifact. Prints what was
+/// loaded and the client's checksum of Secret's schema.
+const BLOCKS_FLOW: &str = r###"
 import json
 from pydantic import SecretStr
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
+from prefect.variables import Variable
 
 
 class Endpoint(Block):
@@ -267,7 +270,11 @@ def uses_blocks():
     Secret(value="rotated").save("db-password", overwrite=True)
     Secret(value={"user": "u", "password": "p"}).save("db-login", overwrite=True)
     Endpoint(url="https://api.example.com", token="t0k3n").save("api")
+    Variable.set("region", "eu-west-1", overwrite=True)
+    create_markdown_artifact(markdown="## Rows loaded", key="report", description="summary")
+    create_table_artifact(table=[{"name": "John", "age": 30}], key="rows")
     return {
+        "region": Variable.get("region"),
         "password": Secret.load("db-password").get(),
         "login": Secret.load("db-login").get(),
         "endpoint": [Endpoint.load("api").url, Endpoint.load("api").token.get_secret_value()],
@@ -277,7 +284,7 @@ def uses_blocks():
 
 if __name__ == "__main__":
     print(json.dumps(uses_blocks()))
-"#;
+"###;
 
 fn blocks_save_and_load(store_args: &[&str], venv: &Path) {
     let server = Served::start(store_args);
@@ -292,6 +299,7 @@ fn blocks_save_and_load(store_args: &[&str], venv: &Path) {
     let loaded: Value =
         serde_json::from_str(out.lines().last().expect("a result line")).expect("JSON");
     assert_eq!(loaded["password"], "rotated", "{loaded}");
+    assert_eq!(loaded["region"], "eu-west-1");
     assert_eq!(
         loaded["login"],
         serde_json::json!({"user": "u", "password": "p"})
@@ -316,6 +324,26 @@ fn blocks_save_and_load(store_args: &[&str], venv: &Path) {
         endpoint["data"],
         serde_json::json!({"url": "https://api.example.com", "token": "********"})
     );
+
+    // The flow completed, and its artifacts are readable and linked to its run.
+    let runs = server.post("flow_runs/filter", &serde_json::json!({}));
+    assert_eq!(runs[0]["state"]["type"], "COMPLETED", "{runs}");
+    let run_id = runs[0]["id"].clone();
+    let report = server.get("artifacts/report/latest");
+    assert_eq!(report["type"], "markdown");
+    assert_eq!(report["data"], "## Rows loaded");
+    assert_eq!(report["flow_run_id"], run_id);
+    let rows = server.get("artifacts/rows/latest");
+    assert_eq!(rows["type"], "table");
+    let table: Value =
+        serde_json::from_str(rows["data"].as_str().expect("a table is sent as JSON text"))
+            .expect("table JSON");
+    assert_eq!(table, serde_json::json!([{"name": "John", "age": 30}]));
+    let of_run = server.post(
+        "artifacts/count",
+        &serde_json::json!({"flow_runs": {"id": {"any_": [run_id]}}}),
+    );
+    assert_eq!(of_run, 2);
 }
 
 #[test]

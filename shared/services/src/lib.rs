@@ -7,6 +7,7 @@
 //! can drive them; each tick does bounded work and is safe to overlap with another.
 
 mod api_keys;
+mod artifacts;
 pub mod background;
 mod blocks;
 mod clock;
@@ -22,6 +23,7 @@ pub mod scheduler;
 mod templates;
 
 pub use api_keys::ApiKeyCache;
+pub use artifacts::{ArtifactInput, ArtifactPatch, ArtifactSort, LatestArtifact};
 pub use blocks::{BlockDocumentInput, BlockTypeInput, BlockTypePatch, FullBlockDocument};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use concurrency::{Granted, LimitInput, LimitPatch, SlotRequest};

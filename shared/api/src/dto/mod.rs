@@ -1,6 +1,7 @@
 //! Request and response bodies in Prefect's wire format, converted explicitly to and from the
 //! domain types. Request bodies reject unknown fields, as Prefect's action models do.
 
+pub mod artifacts;
 pub mod blocks;
 pub mod concurrency;
 pub mod deployments;

@@ -1,5 +1,6 @@
 //! Route table. Paths follow Prefect's server (`src/prefect/server/api/*.py`).
 
+mod artifacts;
 mod blocks;
 mod concurrency;
 mod deployments;
@@ -134,6 +135,20 @@ pub fn routes() -> Router<AppState> {
             get(misc::read_variable)
                 .patch(misc::update_variable)
                 .delete(misc::delete_variable),
+        )
+        // artifacts
+        .route("/artifacts/", post(artifacts::create))
+        .route("/artifacts", post(artifacts::create))
+        .route("/artifacts/filter", post(artifacts::filter))
+        .route("/artifacts/count", post(artifacts::count))
+        .route("/artifacts/latest/filter", post(artifacts::filter_latest))
+        .route("/artifacts/latest/count", post(artifacts::count_latest))
+        .route("/artifacts/{key}/latest", get(artifacts::read_latest))
+        .route(
+            "/artifacts/{id}",
+            get(artifacts::read)
+                .patch(artifacts::update)
+                .delete(artifacts::remove),
         )
         // block types, schemas, capabilities and documents
         .route("/block_types/", post(blocks::create_type))
