@@ -17,6 +17,9 @@ enum Scenario {
     CreateRun,
     /// Per iteration an untimed run creation, then timed `set_state` PENDING, RUNNING, COMPLETED.
     SetState,
+    /// `increment-with-lease` then `decrement-with-lease` on one global concurrency limit (as
+    /// large as the number of clients, so no request waits), the pair timed as one.
+    Slots,
 }
 
 #[derive(Parser)]
@@ -50,6 +53,24 @@ impl Shared {
             *first = Some(format!("{e:#}"));
         }
     }
+}
+
+/// The global concurrency limit the `slots` scenario uses: one slot per client.
+async fn setup_limit(
+    http: &reqwest::Client,
+    api: &str,
+    clients: usize,
+    shared: &Shared,
+) -> anyhow::Result<String> {
+    let name = format!("bench-slots-{}", std::process::id());
+    post_retrying(
+        http,
+        &format!("{api}/v2/concurrency_limits/"),
+        &json!({"name": name, "limit": clients}),
+        &shared.retries,
+    )
+    .await?;
+    Ok(name)
 }
 
 /// A pool, flow and deployment to run against; unique names per invocation.
@@ -94,11 +115,37 @@ async fn client_loop(
 ) -> Vec<Duration> {
     let mut latencies = Vec::new();
     let create = format!("{api}/deployments/{deployment}/create_flow_run");
+    let take = format!("{api}/v2/concurrency_limits/increment-with-lease");
+    let give_back = format!("{api}/v2/concurrency_limits/decrement-with-lease");
     while Instant::now() < end {
         match scenario {
             Scenario::CreateRun => {
                 let t = Instant::now();
                 match post_retrying(&http, &create, &json!({}), &shared.retries).await {
+                    Ok(_) if t >= warmup_end => latencies.push(t.elapsed()),
+                    Ok(_) => {}
+                    Err(e) => shared.fail(&e),
+                }
+            }
+            Scenario::Slots => {
+                // `deployment` holds the limit's name in this scenario.
+                let t = Instant::now();
+                let body = json!({"names": [deployment], "slots": 1, "lease_duration": 60});
+                let lease = match post_retrying(&http, &take, &body, &shared.retries).await {
+                    Ok(out) if out["limits"].as_array().is_some_and(|l| l.len() == 1) => {
+                        out["lease_id"].clone()
+                    }
+                    Ok(out) => {
+                        shared.fail(&anyhow::anyhow!("no slot taken: {out}"));
+                        continue;
+                    }
+                    Err(e) => {
+                        shared.fail(&e);
+                        continue;
+                    }
+                };
+                let body = json!({"lease_id": lease});
+                match post_retrying(&http, &give_back, &body, &shared.retries).await {
                     Ok(_) if t >= warmup_end => latencies.push(t.elapsed()),
                     Ok(_) => {}
                     Err(e) => shared.fail(&e),
@@ -157,7 +204,10 @@ async fn main() -> anyhow::Result<()> {
         failed: AtomicU64::new(0),
         first_failure: std::sync::Mutex::new(None),
     });
-    let deployment = setup(&http, &api, &shared).await?;
+    let deployment = match args.scenario {
+        Scenario::Slots => setup_limit(&http, &api, args.clients, &shared).await?,
+        _ => setup(&http, &api, &shared).await?,
+    };
     let setup_retries = shared.retries.count();
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(1);
