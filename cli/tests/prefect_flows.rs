@@ -402,3 +402,139 @@ fn uuid_like() -> String {
         .unwrap_or_default();
     format!("{}-{nanos}", std::process::id())
 }
+
+/// The tagged-task flow as a deployment, writing its tasks' spans to the file its `out`
+/// parameter names.
+const DEPLOYED_FLOW: &str = r#"
+import json
+import time
+
+from prefect import flow, task
+
+
+@task(tags=["db"])
+def query(i):
+    start = time.time()
+    time.sleep(0.4)
+    return [start, time.time()]
+
+
+@flow
+def limited(out: str):
+    spans = [f.result() for f in [query.submit(i) for i in range(3)]]
+    with open(out, "w") as f:
+        json.dump(spans, f)
+"#;
+
+fn assert_serialised(spans_file: &Path) {
+    let text = std::fs::read_to_string(spans_file).expect("the flow wrote its spans");
+    let mut spans: Vec<Vec<f64>> = serde_json::from_str(&text).expect("spans JSON");
+    assert_eq!(spans.len(), 3);
+    spans.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1][0] >= pair[0][1],
+            "overlap under a limit of 1: {spans:?}"
+        );
+    }
+}
+
+/// The same flow run by Sluice's worker and by Prefect's: tasks tagged `db` serialise under
+/// the tag limit either way, and the runs complete.
+#[test]
+fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let server = Served::start(&[]);
+    let project = tempfile::tempdir().expect("tempdir");
+    let api = server.api.as_str();
+    let prefect = venv.join("bin").join("prefect");
+    std::fs::write(project.path().join("flow.py"), DEPLOYED_FLOW).expect("flow file");
+    std::fs::write(
+        project.path().join("prefect.yaml"),
+        format!(
+            "name: limits\nprefect-version: 3.9.1\npull:\n\
+             - prefect.deployments.steps.set_working_directory:\n    directory: {}\n\
+             deployments:\n- name: tagged\n  entrypoint: flow.py:limited\n  \
+             work_pool:\n    name: local\n",
+            project.path().display()
+        ),
+    )
+    .expect("prefect.yaml");
+    run(
+        &prefect,
+        &["concurrency-limit", "create", "db", "1"],
+        project.path(),
+        api,
+    );
+    run(
+        &prefect,
+        &["work-pool", "create", "local", "--type", "process"],
+        project.path(),
+        api,
+    );
+    run(
+        &prefect,
+        &["--no-prompt", "deploy", "--all"],
+        project.path(),
+        api,
+    );
+
+    // Sluice's worker runs Prefect's engine (`prefect flow-run execute`) from the PATH.
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (i, worker) in ["sluice", "prefect"].into_iter().enumerate() {
+        let out = project.path().join(format!("spans-{i}.json"));
+        let param = format!("out={}", out.display());
+        run(
+            &prefect,
+            &["deployment", "run", "limited/tagged", "--param", &param],
+            project.path(),
+            api,
+        );
+        let status = match worker {
+            "sluice" => Command::new(SLUICE)
+                .args(["worker", "start", "--pool", "local", "--run-once"])
+                .env("SLUICE_API_URL", api)
+                .env("PATH", &path)
+                .env("PREFECT_HOME", project.path().join(".prefect"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("sluice worker"),
+            _ => Command::new(&prefect)
+                .args([
+                    "worker",
+                    "start",
+                    "--pool",
+                    "local",
+                    "--type",
+                    "process",
+                    "--run-once",
+                ])
+                .current_dir(project.path())
+                .env("PREFECT_API_URL", api)
+                .env("PREFECT_HOME", project.path().join(".prefect"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("prefect worker"),
+        };
+        assert!(status.success(), "{worker} worker: {status}");
+        assert_serialised(&out);
+    }
+    let runs = server.post("flow_runs/filter", &serde_json::json!({}));
+    let states: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["state"]["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["COMPLETED", "COMPLETED"], "{runs}");
+    let limit = server.get("v2/concurrency_limits/tag:db");
+    assert_eq!(limit["active_slots"], 0, "{limit}");
+}

@@ -326,13 +326,11 @@ async fn prepare(ctx: &JobContext, id: &str, run: &Value) -> Result<Prepared, Pr
             .map_err(failed)?;
     }
 
+    // No command runs Prefect's engine on the run, as Prefect's process worker does, so a
+    // deployment made by `prefect deploy` runs unchanged.
     let command = match config.get("command") {
         Some(Value::String(c)) if !c.trim().is_empty() => c.clone(),
-        _ => {
-            return Err(failed(
-                "no command: set the `command` job variable".to_owned(),
-            ));
-        }
+        _ => sluice_core::push::DEFAULT_COMMAND.to_owned(),
     };
     let stream_output = config
         .get("stream_output")

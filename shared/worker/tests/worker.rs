@@ -202,11 +202,14 @@ async fn non_zero_exit_fails_with_the_code() {
 }
 
 #[tokio::test]
-async fn killed_job_crashes_and_missing_command_crashes() {
+async fn killed_job_crashes_and_a_missing_engine_crashes_naming_it() {
     let api = Api::start().await;
     let dep = api.deployment("crash", None).await;
     let killed = api.run_with_command(&dep, "kill -9 $$").await;
-    let no_command = api.create_run(&dep, json!({})).await;
+    // No command: Prefect's engine (`prefect flow-run execute`), which this PATH lacks.
+    let no_command = api
+        .create_run(&dep, json!({"env": {"PATH": "/nonexistent"}}))
+        .await;
     let report = run(
         WorkerOptions {
             run_once: true,
@@ -222,7 +225,7 @@ async fn killed_job_crashes_and_missing_command_crashes() {
     assert!(message.contains("signal 9"), "{message}");
     let (t, message) = api.state(&no_command).await;
     assert_eq!(t, "CRASHED");
-    assert!(message.contains("no command"), "{message}");
+    assert!(message.contains("cannot start \"prefect\""), "{message}");
 }
 
 #[tokio::test]
