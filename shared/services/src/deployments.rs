@@ -395,6 +395,7 @@ impl Services {
         self.store
             .delete_unstarted_auto_scheduled_runs(id, None)
             .await?;
+        self.drop_deployment_limit(id).await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub mod background;
 mod blocks;
 mod clock;
 mod concurrency;
+mod deployment_slots;
 mod deployments;
 mod error;
 pub mod foreman;
@@ -74,17 +75,12 @@ impl Default for Settings {
     }
 }
 
-/// How many locks claims of deployment runs are spread over (see [`Services::claim_lock`]).
-const CLAIM_LOCK_STRIPES: usize = 64;
-
 /// The services' shared context: cheap to clone, one per process.
 #[derive(Clone)]
 pub struct Services {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
-    /// Striped by deployment id; see [`Services::claim_lock`].
-    claim_locks: Arc<[tokio::sync::Mutex<()>]>,
     /// Where new push runs are announced; `None` leaves them to the sweep.
     dispatch_queue: Option<Arc<dyn sluice_infra::DispatchQueue>>,
 }
@@ -95,9 +91,6 @@ impl Services {
             store,
             clock,
             settings: Arc::new(settings),
-            claim_locks: (0..CLAIM_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
             dispatch_queue: None,
         }
     }
@@ -135,19 +128,6 @@ impl Services {
         if let Err(e) = queue.enqueue(&due, now).await {
             tracing::warn!(error = %e, runs = due.len(), "could not enqueue push runs; the sweep will dispatch them");
         }
-    }
-
-    /// The lock a claim of a run of `deployment_id` holds from counting the deployment's active
-    /// runs to committing, so two claims of different runs cannot both take the last slot
-    /// (the orchestration rules require the count and the commit to be atomic together). It
-    /// only serialises claims within this process; several processes sharing one store need
-    /// the store to make that check itself.
-    pub(crate) fn claim_lock(
-        &self,
-        deployment_id: sluice_core::domain::Id,
-    ) -> &tokio::sync::Mutex<()> {
-        let stripe = (deployment_id.as_u128() % CLAIM_LOCK_STRIPES as u128) as usize;
-        &self.claim_locks[stripe]
     }
 
     pub fn now(&self) -> sluice_core::domain::Timestamp {

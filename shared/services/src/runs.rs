@@ -7,6 +7,7 @@ use sluice_core::orchestration::{
 use sluice_store::{Created, FlowRunFilter, FlowRunSort, Versioned};
 
 use crate::Services;
+use crate::deployment_slots::{LEASE_ID, holds_slot, lease_of};
 use crate::error::{Result, ServiceError};
 
 /// Body of a run creation, already parsed.
@@ -236,18 +237,43 @@ impl Services {
                     committed: false,
                 });
             }
-            // A claim counts the deployment's active runs; hold its lock until the commit.
-            let _claim_guard = match run.deployment_id {
-                Some(d) if state.state_type == StateType::Pending => {
-                    Some(self.claim_lock(d).lock().await)
+            let now = self.now();
+            // A claim from outside PENDING/RUNNING/CANCELLING takes a deployment slot first
+            // (with a lease, in the store's conditional write); the rules then see the limit
+            // free or full. The slot is given back if this proposal does not commit.
+            let deployment = match run.deployment_id {
+                Some(d) if mark_late || state.state_type == StateType::Pending => {
+                    self.store.read_deployment(d).await?
                 }
                 _ => None,
             };
-            let now = self.now();
-            let deployment_concurrency = if mark_late || state.state_type == StateType::Pending {
-                self.deployment_concurrency(&run).await?
-            } else {
-                None
+            let mut slot_lease = None;
+            let deployment_concurrency = match deployment
+                .as_ref()
+                .and_then(|d| d.concurrency_limit.map(|size| (d, size)))
+            {
+                None => None,
+                Some((d, size)) => {
+                    let claiming = !force
+                        && !mark_late
+                        && state.state_type == StateType::Pending
+                        && !holds_slot(run.state_type());
+                    let held = if claiming && size > 0 {
+                        let claim = self.claim_deployment_slot(d, size, &run).await?;
+                        slot_lease = claim.lease_id;
+                        claim.held_by_others
+                    } else {
+                        self.deployment_slots_held(d.id).await?.unwrap_or(0)
+                    };
+                    let mut facts = DeploymentConcurrency::from_deployment(d, held);
+                    facts.slot_wait_seconds = self.settings.concurrency_slot_wait_seconds;
+                    Some(facts)
+                }
+            };
+            let give_back = |lease: Option<Id>| async move {
+                if let (Some(lease), Some(d)) = (lease, run.deployment_id) {
+                    self.release_deployment_slot(d, Some(lease)).await;
+                }
             };
             let input = OrchestrationInput {
                 run: &run,
@@ -264,6 +290,7 @@ impl Services {
                 orchestration::orchestrate_flow_run(input)
             };
             let Some(mut updated) = outcome.updated_run else {
+                give_back(slot_lease).await;
                 return Ok(SetStateResult {
                     status: outcome.status,
                     state: outcome.state,
@@ -279,8 +306,39 @@ impl Services {
             {
                 updated.infrastructure_pid = None;
             }
+            // The slot's lease goes with the run's state while it holds the slot (clients send
+            // states without it, as Prefect's keep it for them).
+            let held_lease = slot_lease.or_else(|| lease_of(run.state.as_ref()));
+            let keeps_slot = holds_slot(updated.state_type());
+            if let (Some(lease), true) = (held_lease, keeps_slot)
+                && let Some(new_state) = updated.state.as_mut()
+            {
+                new_state
+                    .state_details
+                    .entry(LEASE_ID)
+                    .or_insert_with(|| serde_json::Value::String(lease.to_string()));
+            }
             match self.store.commit_flow_run_state(&updated, version).await {
                 Ok(_) => {
+                    if let Some(d) = run.deployment_id {
+                        let from = run.state_type();
+                        let to = updated.state_type();
+                        let retrying_in_process = to == Some(StateType::Scheduled)
+                            && updated
+                                .state
+                                .as_ref()
+                                .is_some_and(|s| s.name == "AwaitingRetry");
+                        if holds_slot(from) && !keeps_slot && !retrying_in_process {
+                            self.release_deployment_slot(d, lease_of(run.state.as_ref()))
+                                .await;
+                        }
+                        if from == Some(StateType::Pending)
+                            && to == Some(StateType::Running)
+                            && let (Some(lease), Some(dep)) = (held_lease, deployment.as_ref())
+                        {
+                            self.renew_deployment_slot(dep, lease).await;
+                        }
+                    }
                     return Ok(SetStateResult {
                         status: outcome.status,
                         state: outcome.state,
@@ -289,43 +347,19 @@ impl Services {
                         committed: true,
                     });
                 }
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.is_conflict() => {
+                    give_back(slot_lease).await;
+                    continue;
+                }
+                Err(e) => {
+                    give_back(slot_lease).await;
+                    return Err(e.into());
+                }
             }
         }
         Err(ServiceError::Conflict(format!(
             "flow run {run_id} kept changing; state proposal not applied, try again"
         )))
-    }
-
-    /// Deployment concurrency facts, needed only when a run is being claimed or marked late.
-    async fn deployment_concurrency(&self, run: &FlowRun) -> Result<Option<DeploymentConcurrency>> {
-        let Some(deployment_id) = run.deployment_id else {
-            return Ok(None);
-        };
-        let Some(deployment) = self.store.read_deployment(deployment_id).await? else {
-            return Ok(None);
-        };
-        if deployment.concurrency_limit.is_none() {
-            return Ok(None);
-        }
-        let filter = FlowRunFilter {
-            deployment_ids: Some(vec![deployment_id]),
-            state_types: Some(vec![
-                StateType::Pending,
-                StateType::Running,
-                StateType::Cancelling,
-            ]),
-            not_ids: Some(vec![run.id]),
-            ..Default::default()
-        };
-        let active = self.store.count_flow_runs(&filter).await?;
-        let mut facts = DeploymentConcurrency::from_deployment(
-            &deployment,
-            i64::try_from(active).unwrap_or(i64::MAX),
-        );
-        facts.slot_wait_seconds = self.settings.concurrency_slot_wait_seconds;
-        Ok(Some(facts))
     }
 
     /// Applies a partial update with compare-and-set, retrying on lost races.
