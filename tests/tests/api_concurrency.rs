@@ -481,3 +481,96 @@ async fn admin_storage_has_no_default_result_storage() {
         )
     );
 }
+
+/// A deployment's limit is held through `deployment:<id>` and leases: the claim's lease rides in
+/// the run's state, a holder that stops renewing loses the slot when the lease expires (and
+/// the run waiting for it gets in), and the slot is given back once when a run ends.
+#[tokio::test]
+async fn a_deployment_slot_is_leased_reclaimed_from_a_dead_holder_and_given_back_once() {
+    let (app, clock) = TestApp::at_t0();
+    let (_, flow) = app.post("/flows/", json!({"name": "f"})).await;
+    let (s, dep) = app
+        .post(
+            "/deployments/",
+            json!({"flow_id": flow["id"], "name": "one-at-a-time", "concurrency_limit": 1,
+                   "concurrency_options": {"collision_strategy": "ENQUEUE", "grace_period_seconds": 60}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dep}");
+    let dep_id = dep["id"].as_str().expect("id").to_owned();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let (_, run) = app
+            .post(&format!("/deployments/{dep_id}/create_flow_run"), json!({}))
+            .await;
+        runs.push(run["id"].as_str().expect("id").to_owned());
+    }
+    let claim = |run: String| {
+        let app = &app;
+        async move {
+            let (_, out) = app
+                .post(
+                    &format!("/flow_runs/{run}/set_state"),
+                    json!({"state": {"type": "PENDING"}}),
+                )
+                .await;
+            out
+        }
+    };
+    let first = claim(runs[0].clone()).await;
+    assert_eq!(first["status"], "ACCEPT", "{first}");
+    let lease = first["state"]["state_details"]["deployment_concurrency_lease_id"].clone();
+    assert!(lease.is_string(), "the lease rides in the state: {first}");
+    let limit_path = format!("/v2/concurrency_limits/deployment:{dep_id}");
+    let (_, limit) = app.get(&limit_path).await;
+    assert_eq!(
+        (limit["limit"].clone(), limit["active_slots"].clone()),
+        (json!(1), json!(1))
+    );
+
+    let second = claim(runs[1].clone()).await;
+    assert_eq!(second["status"], "REJECT");
+    assert_eq!(second["state"]["name"], "AwaitingConcurrencySlot");
+
+    // The first run's holder dies: nobody renews, and after the lease the slot comes back.
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(
+        app.services
+            .expire_concurrency_leases()
+            .await
+            .expect("tick"),
+        1
+    );
+    let second = claim(runs[1].clone()).await;
+    assert_eq!(second["status"], "ACCEPT", "{second}");
+
+    // The dead holder's run is ended later: its lease is gone, so nothing is given back twice.
+    let (_, ended) = app
+        .post(
+            &format!("/flow_runs/{}/set_state", runs[0]),
+            json!({"state": {"type": "CRASHED"}, "force": true}),
+        )
+        .await;
+    assert_eq!(ended["status"], "ACCEPT", "{ended}");
+    let (_, limit) = app.get(&limit_path).await;
+    assert_eq!(
+        limit["active_slots"], 1,
+        "the second run still holds its slot"
+    );
+
+    // RUNNING keeps the slot (and its lease); COMPLETED gives it back.
+    for state in ["RUNNING", "COMPLETED"] {
+        let (_, out) = app
+            .post(
+                &format!("/flow_runs/{}/set_state", runs[1]),
+                json!({"state": {"type": state}}),
+            )
+            .await;
+        assert_eq!(out["status"], "ACCEPT", "{out}");
+        if state == "RUNNING" {
+            assert!(out["state"]["state_details"]["deployment_concurrency_lease_id"].is_string());
+        }
+    }
+    let (_, limit) = app.get(&limit_path).await;
+    assert_eq!(limit["active_slots"], 0);
+}

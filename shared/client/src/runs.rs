@@ -165,6 +165,24 @@ impl Client {
             .await
     }
 
+    /// `POST /v2/concurrency_limits/leases/{id}/renew`: `Ok(false)` when the lease is gone
+    /// (410, expired or given back).
+    pub async fn renew_concurrency_lease(
+        &self,
+        lease_id: &str,
+        seconds: f64,
+    ) -> Result<bool, ClientError> {
+        let path = format!("v2/concurrency_limits/leases/{}/renew", encode(lease_id));
+        match self
+            .post_json(&path, &json!({ "lease_duration": seconds }))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status { status: 410, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `POST /flow_runs/filter` with a Prefect filter body; the matching runs.
     pub async fn filter_flow_runs(&self, body: &Value) -> Result<Vec<Value>, ClientError> {
         let answer = self.post_json("flow_runs/filter", body).await?;

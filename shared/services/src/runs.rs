@@ -310,13 +310,24 @@ impl Services {
             // states without it, as Prefect's keep it for them).
             let held_lease = slot_lease.or_else(|| lease_of(run.state.as_ref()));
             let keeps_slot = holds_slot(updated.state_type());
-            if let (Some(lease), true) = (held_lease, keeps_slot)
-                && let Some(new_state) = updated.state.as_mut()
-            {
-                new_state
-                    .state_details
-                    .entry(LEASE_ID)
-                    .or_insert_with(|| serde_json::Value::String(lease.to_string()));
+            let mut answered = outcome.state;
+            if let (Some(lease), true) = (held_lease, keeps_slot) {
+                let new_id = updated.state.as_ref().map(|s| s.id);
+                for s in [
+                    updated.state.as_mut(),
+                    answered.as_mut().filter(|s| Some(s.id) == new_id),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let slot = s
+                        .state_details
+                        .entry(LEASE_ID)
+                        .or_insert(serde_json::Value::Null);
+                    if slot.is_null() {
+                        *slot = serde_json::Value::String(lease.to_string());
+                    }
+                }
             }
             match self.store.commit_flow_run_state(&updated, version).await {
                 Ok(_) => {
@@ -341,7 +352,7 @@ impl Services {
                     }
                     return Ok(SetStateResult {
                         status: outcome.status,
-                        state: outcome.state,
+                        state: answered,
                         reason: outcome.details.reason,
                         delay_seconds: outcome.details.delay_seconds,
                         committed: true,

@@ -519,7 +519,13 @@ async fn launch_and_watch(
         .await;
 
     let mut killed_by = None;
-    if !propose_running(client, id).await {
+    let mut renewer = None;
+    if propose_running(client, id).await {
+        renewer = Some(tokio::spawn(keep_deployment_slot(
+            client.clone(),
+            id.to_owned(),
+        )));
+    } else {
         killed_by = Some(KilledBy::Abort);
         terminate(&mut child, pid, ctx.grace).await;
     }
@@ -529,6 +535,9 @@ async fn launch_and_watch(
     } else {
         watch_child(&mut child, pid, control, ctx.grace, &mut killed_by).await
     };
+    if let Some(renewer) = renewer {
+        renewer.abort();
+    }
 
     // Let the readers reach EOF (bounded: a detached grandchild may hold the pipes open).
     for reader in readers {
@@ -537,6 +546,39 @@ async fn launch_and_watch(
     let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
 
     finish(client, id, status, killed_by).await
+}
+
+/// How often the worker renews the run's deployment slot, and for how long each time.
+const SLOT_RENEW_EVERY: Duration = Duration::from_secs(30);
+const SLOT_LEASE_SECONDS: f64 = 300.0;
+
+/// Renews the lease of the run's deployment concurrency slot while its process runs. Prefect's
+/// engine renews it too, but a command that is not the engine would otherwise lose its slot
+/// when the lease ran out, and the deployment's limit would let another run in. Stops when the
+/// lease is gone; if the worker dies, renewals stop and the server takes the slot back when
+/// the lease expires.
+async fn keep_deployment_slot(client: Client, id: String) {
+    let lease = match client.read_flow_run(&id).await {
+        Ok(Some(run)) => run
+            .pointer("/state/state_details/deployment_concurrency_lease_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    };
+    let Some(lease) = lease else {
+        return;
+    };
+    loop {
+        match client
+            .renew_concurrency_lease(&lease, SLOT_LEASE_SECONDS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(run = %id, error = %e, "could not renew the deployment slot"),
+        }
+        tokio::time::sleep(SLOT_RENEW_EVERY).await;
+    }
 }
 
 /// Waits for the process, killing it when the loop says so.
