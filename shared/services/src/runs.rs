@@ -190,8 +190,7 @@ impl Services {
         state: State,
         force: bool,
     ) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, state, force, false, Guard::None)
-            .await
+        Box::pin(self.orchestrate_and_commit(run_id, state, force, false, Guard::None)).await
     }
 
     /// A claim that holds only while the run is still SCHEDULED: `set_state` with a
@@ -200,7 +199,7 @@ impl Services {
     /// poll could otherwise start a run that another worker already finished; with this, that
     /// late claim is aborted instead.
     pub async fn claim_flow_run(&self, run_id: Id, state: State) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, state, false, false, Guard::OnlyFromScheduled)
+        Box::pin(self.orchestrate_and_commit(run_id, state, false, false, Guard::OnlyFromScheduled))
             .await
     }
 
@@ -211,8 +210,7 @@ impl Services {
         run_id: Id,
         late: State,
     ) -> Result<SetStateResult> {
-        self.orchestrate_and_commit(run_id, late, false, true, Guard::None)
-            .await
+        Box::pin(self.orchestrate_and_commit(run_id, late, false, true, Guard::None)).await
     }
 
     pub(crate) async fn orchestrate_and_commit(
@@ -259,7 +257,7 @@ impl Services {
                         && state.state_type == StateType::Pending
                         && !holds_slot(run.state_type());
                     let held = if claiming && size > 0 {
-                        let claim = self.claim_deployment_slot(d, size, &run).await?;
+                        let claim = Box::pin(self.claim_deployment_slot(d, size, &run)).await?;
                         slot_lease = claim.lease_id;
                         claim.held_by_others
                     } else {
@@ -272,7 +270,7 @@ impl Services {
             };
             let give_back = |lease: Option<Id>| async move {
                 if let (Some(lease), Some(d)) = (lease, run.deployment_id) {
-                    self.release_deployment_slot(d, Some(lease)).await;
+                    Box::pin(self.release_deployment_slot(d, Some(lease))).await;
                 }
             };
             let input = OrchestrationInput {
@@ -340,14 +338,14 @@ impl Services {
                                 .as_ref()
                                 .is_some_and(|s| s.name == "AwaitingRetry");
                         if holds_slot(from) && !keeps_slot && !retrying_in_process {
-                            self.release_deployment_slot(d, lease_of(run.state.as_ref()))
+                            Box::pin(self.release_deployment_slot(d, lease_of(run.state.as_ref())))
                                 .await;
                         }
                         if from == Some(StateType::Pending)
                             && to == Some(StateType::Running)
                             && let (Some(lease), Some(dep)) = (held_lease, deployment.as_ref())
                         {
-                            self.renew_deployment_slot(dep, lease).await;
+                            Box::pin(self.renew_deployment_slot(dep, lease)).await;
                         }
                     }
                     return Ok(SetStateResult {
