@@ -78,6 +78,13 @@ fn jittered(mean: f64) -> f64 {
     mean * rand::random_range(0.75..1.3)
 }
 
+/// After losing a race for a limit: a short random pause, so the racers spread out instead of
+/// colliding again at once (a hot limit would otherwise exhaust the attempts).
+async fn backoff() {
+    let micros = rand::random_range(100..2_000);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
+
 fn not_found() -> ServiceError {
     ServiceError::NotFound("Concurrency Limit not found".to_owned())
 }
@@ -314,7 +321,7 @@ impl Services {
                                 lease_id,
                             });
                         }
-                        Err(StoreError::Conflict(_)) => {}
+                        Err(StoreError::Conflict(_)) => backoff().await,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -345,7 +352,7 @@ impl Services {
             };
             match self.store.write_slots(&write).await {
                 Ok(()) => return Ok(found),
-                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Conflict(_)) => backoff().await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -383,7 +390,7 @@ impl Services {
             };
             match self.store.write_slots(&write).await {
                 Ok(()) => return Ok(true),
-                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Conflict(_)) => backoff().await,
                 Err(e) => return Err(e.into()),
             }
         }
