@@ -5,43 +5,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-
-use common::{SLUICE, wait_healthy};
+use common::{Server, dynamodb_store};
 use serde_json::{Value, json};
-
-struct Served {
-    child: Child,
-    api: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(store_args: &[String]) -> Served {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(SLUICE)
-        .args(["server", "start", "--no-push", "--port", &port.to_string()])
-        .args(store_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sluice server");
-    wait_healthy(&format!("127.0.0.1:{port}"));
-    Served {
-        child,
-        api: format!("http://127.0.0.1:{port}/api"),
-    }
-}
 
 async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
     let resp = http.post(&url).json(&body).send().await.expect("request");
@@ -88,18 +53,18 @@ async fn claim_round(http: &reqwest::Client, servers: &[&str], runs: &[String]) 
 }
 
 async fn race(store_args: Vec<String>) {
-    let a = start(&store_args);
-    let b = start(&store_args);
+    let a = Server::ready_with(&store_args);
+    let b = Server::ready_with(&store_args);
     let http = reqwest::Client::new();
     let flow = post(
         &http,
-        format!("{}/flows/", a.api),
+        format!("{}/flows/", a.base),
         json!({"name": "racing"}),
     )
     .await;
     let dep = post(
         &http,
-        format!("{}/deployments/", a.api),
+        format!("{}/deployments/", a.base),
         json!({"flow_id": flow["id"], "name": "two-at-once", "concurrency_limit": 2}),
     )
     .await;
@@ -108,13 +73,13 @@ async fn race(store_args: Vec<String>) {
     for _ in 0..8 {
         let run = post(
             &http,
-            format!("{}/deployments/{dep_id}/create_flow_run", b.api),
+            format!("{}/deployments/{dep_id}/create_flow_run", b.base),
             json!({}),
         )
         .await;
         waiting.push(run["id"].as_str().expect("id").to_owned());
     }
-    let servers = [a.api.as_str(), b.api.as_str()];
+    let servers = [a.base.as_str(), b.base.as_str()];
     let mut finished = 0;
     while !waiting.is_empty() {
         let won = claim_round(&http, &servers, &waiting).await;
@@ -126,7 +91,7 @@ async fn race(store_args: Vec<String>) {
         assert!(!won.is_empty(), "free slots but no claim won");
         let holding = post(
             &http,
-            format!("{}/flow_runs/count", a.api),
+            format!("{}/flow_runs/count", a.base),
             json!({"flow_runs": {"deployment_id": {"any_": [dep_id]},
                    "state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}}}),
         )
@@ -142,7 +107,7 @@ async fn race(store_args: Vec<String>) {
             for state in ["RUNNING", "COMPLETED"] {
                 let out = post(
                     &http,
-                    format!("{}/flow_runs/{run}/set_state", b.api),
+                    format!("{}/flow_runs/{run}/set_state", b.base),
                     json!({"state": {"type": state}, "force": true}),
                 )
                 .await;
@@ -156,7 +121,7 @@ async fn race(store_args: Vec<String>) {
         for run in &waiting {
             let out = post(
                 &http,
-                format!("{}/flow_runs/{run}/set_state", a.api),
+                format!("{}/flow_runs/{run}/set_state", a.base),
                 json!({"state": {"type": "SCHEDULED"}, "force": true}),
             )
             .await;
@@ -166,7 +131,7 @@ async fn race(store_args: Vec<String>) {
     assert_eq!(finished, 8);
     let limit = get(
         &http,
-        format!("{}/v2/concurrency_limits/deployment:{dep_id}", b.api),
+        format!("{}/v2/concurrency_limits/deployment:{dep_id}", b.base),
     )
     .await;
     assert_eq!(limit["active_slots"], 0, "every slot given back: {limit}");
@@ -181,19 +146,8 @@ async fn two_servers_on_one_sqlite_file_never_exceed_a_deployment_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_dynamodb_table_never_exceed_a_deployment_limit() {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
-        sluice_testkit::skip(
-            "deployment_race_on_dynamodb",
-            "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
-        );
+    let Some(store) = dynamodb_store("deployment_race_on_dynamodb") else {
         return;
-    }
-    let table = format!("sluice-race-{}", std::process::id());
-    race(vec![
-        "--store".to_owned(),
-        "dynamodb".to_owned(),
-        "--table".to_owned(),
-        table,
-    ])
-    .await;
+    };
+    race(store).await;
 }

@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SLUICE, wait_healthy};
+use common::{SLUICE, Server, dynamodb_store};
 use serde_json::Value;
 
 fn venv() -> Option<PathBuf> {
@@ -33,75 +32,14 @@ fn venv() -> Option<PathBuf> {
     }
 }
 
-/// A `sluice server start` with extra store arguments; killed on drop.
-struct Served {
-    child: Child,
-    api: String,
-    _dir: tempfile::TempDir,
+/// `GET` on the server's API, which must succeed; the JSON answer.
+fn get(server: &Server, path: &str) -> Value {
+    server.api("GET", path, &Value::Null)
 }
 
-impl Served {
-    fn start(store_args: &[&str]) -> Served {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(SLUICE)
-            .args(["server", "start", "--no-push", "--port", &port.to_string()])
-            .args(store_args)
-            .arg("--db")
-            .arg(dir.path().join("sluice.db"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sluice server");
-        wait_healthy(&format!("127.0.0.1:{port}"));
-        Served {
-            child,
-            api: format!("http://127.0.0.1:{port}/api"),
-            _dir: dir,
-        }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let url = format!("{}/{path}", self.api);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let resp = reqwest::get(&url).await.expect("request");
-            assert!(resp.status().is_success(), "{url}: {}", resp.status());
-            resp.json().await.expect("JSON")
-        })
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Value {
-        let url = format!("{}/{path}", self.api);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let resp = reqwest::Client::new()
-                .post(&url)
-                .json(body)
-                .send()
-                .await
-                .expect("request");
-            assert!(resp.status().is_success(), "{url}: {}", resp.status());
-            resp.json().await.expect("JSON")
-        })
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `POST` on the server's API, which must succeed; the JSON answer.
+fn post(server: &Server, path: &str, body: &Value) -> Value {
+    server.api("POST", path, body)
 }
 
 /// Runs `program ARGS` in `cwd` with Prefect pointed at `api`; must exit 0 within two minutes.
@@ -173,11 +111,11 @@ if __name__ == "__main__":
     print(json.dumps(limited()))
 "#;
 
-fn limits_and_tags_serialise_tasks(store_args: &[&str], venv: &Path) {
-    let server = Served::start(store_args);
+fn limits_and_tags_serialise_tasks(store_args: &[String], venv: &Path) {
+    let server = Server::ready_with(store_args);
     let project = tempfile::tempdir().expect("tempdir");
     let prefect = venv.join("bin").join("prefect");
-    let api = server.api.as_str();
+    let api = server.base.as_str();
     run(
         &prefect,
         &["concurrency-limit", "create", "db", "1"],
@@ -231,7 +169,7 @@ fn limits_and_tags_serialise_tasks(store_args: &[&str], venv: &Path) {
         );
     }
 
-    let runs = server.post("flow_runs/filter", &serde_json::json!({}));
+    let runs = post(&server, "flow_runs/filter", &serde_json::json!({}));
     let states: Vec<&str> = runs
         .as_array()
         .expect("runs")
@@ -240,7 +178,7 @@ fn limits_and_tags_serialise_tasks(store_args: &[&str], venv: &Path) {
         .collect();
     assert_eq!(states, ["COMPLETED"]);
     for name in ["tag:db", "gate"] {
-        let limit = server.get(&format!("v2/concurrency_limits/{name}"));
+        let limit = get(&server, &format!("v2/concurrency_limits/{name}"));
         assert_eq!(limit["active_slots"], 0, "{name} released: {limit}");
     }
 }
@@ -286,15 +224,15 @@ if __name__ == "__main__":
     print(json.dumps(uses_blocks()))
 "###;
 
-fn blocks_save_and_load(store_args: &[&str], venv: &Path) {
-    let server = Served::start(store_args);
+fn blocks_save_and_load(store_args: &[String], venv: &Path) {
+    let server = Server::ready_with(store_args);
     let project = tempfile::tempdir().expect("tempdir");
     std::fs::write(project.path().join("blocks.py"), BLOCKS_FLOW).expect("flow file");
     let out = run(
         &venv.join("bin").join("python"),
         &["blocks.py"],
         project.path(),
-        &server.api,
+        &server.base,
     );
     let loaded: Value =
         serde_json::from_str(out.lines().last().expect("a result line")).expect("JSON");
@@ -310,36 +248,43 @@ fn blocks_save_and_load(store_args: &[&str], venv: &Path) {
     );
     // The server computes schema checksums as the client does, so the client finds its schema.
     let checksum = loaded["checksum"].as_str().expect("checksum");
-    let schema = server.get(&format!("block_schemas/checksum/{checksum}"));
+    let schema = get(&server, &format!("block_schemas/checksum/{checksum}"));
     assert_eq!(schema["block_type"]["slug"], "secret");
     assert_eq!(
         schema["block_type"]["is_protected"], true,
         "installed on start"
     );
     // Read without include_secrets, secret fields are masked.
-    let password = server.get("block_types/slug/secret/block_documents/name/db-password");
+    let password = get(
+        &server,
+        "block_types/slug/secret/block_documents/name/db-password",
+    );
     assert_eq!(password["data"]["value"], "********");
-    let endpoint = server.get("block_types/slug/endpoint/block_documents/name/api");
+    let endpoint = get(
+        &server,
+        "block_types/slug/endpoint/block_documents/name/api",
+    );
     assert_eq!(
         endpoint["data"],
         serde_json::json!({"url": "https://api.example.com", "token": "********"})
     );
 
     // The flow completed, and its artifacts are readable and linked to its run.
-    let runs = server.post("flow_runs/filter", &serde_json::json!({}));
+    let runs = post(&server, "flow_runs/filter", &serde_json::json!({}));
     assert_eq!(runs[0]["state"]["type"], "COMPLETED", "{runs}");
     let run_id = runs[0]["id"].clone();
-    let report = server.get("artifacts/report/latest");
+    let report = get(&server, "artifacts/report/latest");
     assert_eq!(report["type"], "markdown");
     assert_eq!(report["data"], "## Rows loaded");
     assert_eq!(report["flow_run_id"], run_id);
-    let rows = server.get("artifacts/rows/latest");
+    let rows = get(&server, "artifacts/rows/latest");
     assert_eq!(rows["type"], "table");
     let table: Value =
         serde_json::from_str(rows["data"].as_str().expect("a table is sent as JSON text"))
             .expect("table JSON");
     assert_eq!(table, serde_json::json!([{"name": "John", "age": 30}]));
-    let of_run = server.post(
+    let of_run = post(
+        &server,
         "artifacts/count",
         &serde_json::json!({"flow_runs": {"id": {"any_": [run_id]}}}),
     );
@@ -356,18 +301,13 @@ fn blocks_save_and_load_from_real_flows_on_sqlite() {
 
 #[test]
 fn blocks_save_and_load_from_real_flows_on_dynamodb() {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
-        sluice_testkit::skip(
-            "blocks_on_dynamodb",
-            "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
-        );
+    let Some(store) = dynamodb_store("blocks_on_dynamodb") else {
         return;
-    }
+    };
     let Some(venv) = venv() else {
         return;
     };
-    let table = format!("sluice-blocks-{}", uuid_like());
-    blocks_save_and_load(&["--store", "dynamodb", "--table", &table], &venv);
+    blocks_save_and_load(&store, &venv);
 }
 
 #[test]
@@ -380,27 +320,13 @@ fn tag_limits_concurrency_and_rate_limits_hold_for_real_flows_on_sqlite() {
 
 #[test]
 fn tag_limits_concurrency_and_rate_limits_hold_for_real_flows_on_dynamodb() {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
-        sluice_testkit::skip(
-            "prefect_flows_on_dynamodb",
-            "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
-        );
+    let Some(store) = dynamodb_store("prefect_flows_on_dynamodb") else {
         return;
-    }
+    };
     let Some(venv) = venv() else {
         return;
     };
-    let table = format!("sluice-flows-{}", uuid_like());
-    limits_and_tags_serialise_tasks(&["--store", "dynamodb", "--table", &table], &venv);
-}
-
-/// A name unique to this run without a uuid dependency: pid and time.
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}-{nanos}", std::process::id())
+    limits_and_tags_serialise_tasks(&store, &venv);
 }
 
 /// The tagged-task flow as a deployment, writing its tasks' spans to the file its `out`
@@ -446,9 +372,9 @@ fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
     let Some(venv) = venv() else {
         return;
     };
-    let server = Served::start(&[]);
+    let server = Server::ready_with(&[]);
     let project = tempfile::tempdir().expect("tempdir");
-    let api = server.api.as_str();
+    let api = server.base.as_str();
     let prefect = venv.join("bin").join("prefect");
     std::fs::write(project.path().join("flow.py"), DEPLOYED_FLOW).expect("flow file");
     std::fs::write(
@@ -527,7 +453,7 @@ fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
         assert!(status.success(), "{worker} worker: {status}");
         assert_serialised(&out);
     }
-    let runs = server.post("flow_runs/filter", &serde_json::json!({}));
+    let runs = post(&server, "flow_runs/filter", &serde_json::json!({}));
     let states: Vec<&str> = runs
         .as_array()
         .expect("runs")
@@ -535,6 +461,6 @@ fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
         .map(|r| r["state"]["type"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(states, ["COMPLETED", "COMPLETED"], "{runs}");
-    let limit = server.get("v2/concurrency_limits/tag:db");
+    let limit = get(&server, "v2/concurrency_limits/tag:db");
     assert_eq!(limit["active_slots"], 0, "{limit}");
 }

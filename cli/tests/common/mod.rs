@@ -20,17 +20,53 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// `--store dynamodb --table <a new name>` when an emulator (or account) is configured; else
+/// `None`, with `test` recorded as skipped.
+pub fn dynamodb_store(test: &str) -> Option<Vec<String>> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
+        sluice_testkit::skip(
+            test,
+            "AWS_ENDPOINT_URL is not set (start the emulator with infra/moto.sh start)",
+        );
+        return None;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let table = format!("sluice-test-{}-{nanos}", std::process::id());
+    Some(vec![
+        "--store".to_owned(),
+        "dynamodb".to_owned(),
+        "--table".to_owned(),
+        table,
+    ])
+}
+
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server with store arguments (`--store dynamodb --table T`, or `--db` of a file
+    /// another server shares); without any, a database of its own. Push submission is off.
+    pub fn start_with(args: &[String]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
             .expect("addr")
             .port();
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut store_args: Vec<String> = args.to_vec();
+        if store_args.is_empty() {
+            store_args = vec![
+                "--db".to_owned(),
+                dir.path().join("sluice.db").display().to_string(),
+            ];
+        }
         let child = Command::new(SLUICE)
-            .args(["server", "start", "--port", &port.to_string(), "--db"])
-            .arg(dir.path().join("sluice.db"))
+            .args(["server", "start", "--no-push", "--port", &port.to_string()])
+            .args(&store_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -92,7 +128,12 @@ impl Drop for Server {
 impl Server {
     /// Started and answering `/health` (within twenty seconds).
     pub fn ready() -> Server {
-        let server = Server::start();
+        Server::ready_with(&[])
+    }
+
+    /// [`Server::start_with`], answering `/health` (within twenty seconds).
+    pub fn ready_with(args: &[String]) -> Server {
+        let server = Server::start_with(args);
         let addr = server
             .base
             .trim_start_matches("http://")

@@ -278,6 +278,12 @@ pub fn expiry(now: Timestamp, seconds: f64) -> Timestamp {
     now + chrono::Duration::microseconds((seconds * 1e6) as i64)
 }
 
+/// The name of the limit of `tag`.
+#[must_use]
+pub fn tag_limit_name(tag: &str) -> String {
+    format!("{TAG_PREFIX}{tag}")
+}
+
 /// The tag a limit limits, when it is a tag limit.
 #[must_use]
 pub fn tag_of(name: &str) -> Option<&str> {

@@ -440,7 +440,7 @@ impl Services {
         tag: &str,
         limit: i64,
     ) -> Result<(ConcurrencyLimit, bool)> {
-        let name = format!("{}{tag}", rules::TAG_PREFIX);
+        let name = rules::tag_limit_name(tag);
         for _ in 0..MAX_ATTEMPTS {
             if self
                 .store
@@ -484,7 +484,7 @@ impl Services {
 
     pub async fn read_tag_limit(&self, tag: &str) -> Result<ConcurrencyLimit> {
         self.store
-            .read_concurrency_limit_by_name(&format!("{}{tag}", rules::TAG_PREFIX))
+            .read_concurrency_limit_by_name(&rules::tag_limit_name(tag))
             .await?
             .ok_or_else(tag_not_found)
     }
@@ -566,10 +566,7 @@ impl Services {
         tags: &[String],
         task_run_id: Id,
     ) -> Result<Vec<ConcurrencyLimit>> {
-        let names: Vec<String> = tags
-            .iter()
-            .map(|t| format!("{}{t}", rules::TAG_PREFIX))
-            .collect();
+        let names: Vec<String> = tags.iter().map(|t| rules::tag_limit_name(t)).collect();
         let found = self.store.read_concurrency_limits_by_names(&names).await?;
         if let Some(zero) = found.iter().find(|l| l.limit == 0) {
             return Err(ServiceError::Locked {
@@ -633,10 +630,7 @@ impl Services {
         tags: &[String],
         task_run_id: Id,
     ) -> Result<Vec<ConcurrencyLimit>> {
-        let names: Vec<String> = tags
-            .iter()
-            .map(|t| format!("{}{t}", rules::TAG_PREFIX))
-            .collect();
+        let names: Vec<String> = tags.iter().map(|t| rules::tag_limit_name(t)).collect();
         let found = self.store.read_concurrency_limits_by_names(&names).await?;
         for lease in self.store.list_leases().await? {
             let held = lease.holder.as_ref().is_some_and(|h| h.id == task_run_id)
