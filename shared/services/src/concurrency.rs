@@ -559,6 +559,13 @@ impl Services {
         Ok(())
     }
 
+    /// The limit names of `tags` and the limits among them that exist.
+    async fn tag_limits(&self, tags: &[String]) -> Result<(Vec<String>, Vec<ConcurrencyLimit>)> {
+        let names: Vec<String> = tags.iter().map(|t| rules::tag_limit_name(t)).collect();
+        let found = self.store.read_concurrency_limits_by_names(&names).await?;
+        Ok((names, found))
+    }
+
     /// Prefect's v1 increment: one slot on each tag's limit for `task_run_id`, held until
     /// [`Services::release_tag_slots`]. A tag whose limit is 0 would never run: refused.
     pub async fn take_tag_slots(
@@ -566,8 +573,7 @@ impl Services {
         tags: &[String],
         task_run_id: Id,
     ) -> Result<Vec<ConcurrencyLimit>> {
-        let names: Vec<String> = tags.iter().map(|t| rules::tag_limit_name(t)).collect();
-        let found = self.store.read_concurrency_limits_by_names(&names).await?;
+        let (names, found) = self.tag_limits(tags).await?;
         if let Some(zero) = found.iter().find(|l| l.limit == 0) {
             return Err(ServiceError::Locked {
                 detail: format!(
@@ -630,8 +636,7 @@ impl Services {
         tags: &[String],
         task_run_id: Id,
     ) -> Result<Vec<ConcurrencyLimit>> {
-        let names: Vec<String> = tags.iter().map(|t| rules::tag_limit_name(t)).collect();
-        let found = self.store.read_concurrency_limits_by_names(&names).await?;
+        let (_, found) = self.tag_limits(tags).await?;
         for lease in self.store.list_leases().await? {
             let held = lease.holder.as_ref().is_some_and(|h| h.id == task_run_id)
                 && lease

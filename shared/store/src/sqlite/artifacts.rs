@@ -8,9 +8,10 @@ use sluice_core::domain::{Artifact, Id};
 use super::SqliteStore;
 use super::codec::{
     Cols, Columns, DbResult, Result, Where, id_text, id_value, insert_sql, json, opt_id, opt_json,
-    opt_text, query_all, query_opt, set_clause, ts_value, values_of, write_err,
+    opt_text, query_all, query_opt, ts_value, values_of, write_err,
 };
-use crate::{ArtifactFilter, ArtifactStore, StoreError};
+use super::misc::{delete_row, replace_row};
+use crate::{ArtifactFilter, ArtifactStore};
 
 fn columns(a: &Artifact) -> Result<Columns> {
     Ok(vec![
@@ -89,29 +90,20 @@ impl ArtifactStore for SqliteStore {
         let cols = columns(artifact)?;
         let id = artifact.id;
         self.write(move |conn| {
-            let (set, mut values) = set_clause(&cols, &["id", "created"]);
-            values.push(id_value(id));
-            let sql = format!("UPDATE artifact {set} WHERE id = ?{}", values.len());
-            let n = conn
-                .prepare_cached(&sql)
-                .db()?
-                .execute(params_from_iter(&values))
-                .db()?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("artifact {id}")));
-            }
-            Ok(())
+            replace_row(
+                conn,
+                "artifact",
+                "artifact",
+                id,
+                &cols,
+                format!("artifact {id}"),
+            )
         })
         .await
     }
 
     async fn delete_artifact(&self, id: Id) -> Result<bool> {
-        self.write(move |conn| {
-            let n = conn
-                .execute("DELETE FROM artifact WHERE id = ?1", [id_text(id)])
-                .db()?;
-            Ok(n == 1)
-        })
-        .await
+        self.write(move |conn| delete_row(conn, "artifact", id))
+            .await
     }
 }

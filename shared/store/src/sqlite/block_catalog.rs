@@ -10,6 +10,7 @@ use super::codec::{
     Cols, Columns, DbResult, Result, id_text, id_value, insert_sql, json, opt_text, query_all,
     query_opt, set_clause, text, ts_value, values_of, write_err,
 };
+use super::misc::delete_row;
 use crate::{BlockCatalogStore, StoreError};
 
 fn type_columns(t: &BlockType) -> Columns {
@@ -69,13 +70,6 @@ fn schema_from_row(r: &Cols<'_, '_>) -> Result<BlockSchema> {
         capabilities: r.json("capabilities")?,
         version: r.string("version")?,
     })
-}
-
-fn delete_by_id(conn: &rusqlite::Connection, table: &str, id: Id) -> Result<bool> {
-    let n = conn
-        .execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id_text(id)])
-        .db()?;
-    Ok(n == 1)
 }
 
 #[async_trait]
@@ -151,7 +145,7 @@ impl BlockCatalogStore for SqliteStore {
     }
 
     async fn delete_block_type(&self, id: Id) -> Result<bool> {
-        self.write(move |conn| delete_by_id(conn, "block_type", id))
+        self.write(move |conn| delete_row(conn, "block_type", id))
             .await
     }
 
@@ -229,7 +223,7 @@ impl BlockCatalogStore for SqliteStore {
     }
 
     async fn delete_block_schema(&self, id: Id) -> Result<bool> {
-        self.write(move |conn| delete_by_id(conn, "block_schema", id))
+        self.write(move |conn| delete_row(conn, "block_schema", id))
             .await
     }
 }

@@ -100,7 +100,7 @@ fn log_from_row(r: &Cols<'_, '_>) -> Result<LogEntry> {
 }
 
 /// `UPDATE table SET <all but id/created> WHERE id`; `NotFound` when no row has the id.
-fn replace_row(
+pub(super) fn replace_row(
     conn: &rusqlite::Connection,
     table: &str,
     what: &str,
@@ -122,7 +122,7 @@ fn replace_row(
     Ok(())
 }
 
-fn delete_row(conn: &rusqlite::Connection, table: &str, id: Id) -> Result<bool> {
+pub(super) fn delete_row(conn: &rusqlite::Connection, table: &str, id: Id) -> Result<bool> {
     let n = conn
         .execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id_text(id)])
         .db()?;
