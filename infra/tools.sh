@@ -20,8 +20,9 @@ requirements_of() {
         cargo-lambda) echo "cargo-lambda==1.9.2 ziglang==0.15.1" ;;
         sam) echo "aws-sam-cli==1.170.0" ;;
         # Prefect's client for the compatibility test; its own virtualenv (SLUICE_TOOLS), as
-        # its dependencies are not the other tools' business.
-        prefect) echo "prefect==3.9.1" ;;
+        # its dependencies are not the other tools' business. prefect-aws: its blocks are
+        # registered and saved by the flow tests.
+        prefect) echo "prefect==3.9.1 prefect-aws==0.7.12" ;;
         *)
             echo "infra/tools.sh: unknown tool '$1' (known: moto cfn-lint cargo-lambda sam prefect)" >&2
             return 2

@@ -1,7 +1,7 @@
 //! Real flows, written with the stock `prefect` SDK (3.x), run against `sluice server` on
 //! SQLite and (with the emulator) on DynamoDB: task tags under a tag concurrency limit,
 //! `concurrency()` and `rate_limit()`, with the limits made by Prefect's own CLI; blocks saved
-//! and loaded.
+//! and loaded (prefect-aws's too, one referring to another); a slot holder killed with SIGKILL.
 //!
 //! Needs `SLUICE_PREFECT_VENV` (set by `infra/test.sh`); without it the test is skipped, unless
 //! `SLUICE_REQUIRE_PREFECT=1`.
@@ -194,7 +194,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
+from prefect.filesystems import LocalFileSystem
 from prefect.variables import Variable
+from prefect_aws import AwsCredentials, S3Bucket
 
 
 class Endpoint(Block):
@@ -208,6 +210,11 @@ def uses_blocks():
     Secret(value="rotated").save("db-password", overwrite=True)
     Secret(value={"user": "u", "password": "p"}).save("db-login", overwrite=True)
     Endpoint(url="https://api.example.com", token="t0k3n").save("api")
+    LocalFileSystem(basepath="/srv/flows").save("scratch", overwrite=True)
+    creds = AwsCredentials(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="w1ld", region_name="eu-west-1")
+    creds.save("prod", overwrite=True)
+    S3Bucket(bucket_name="lake", credentials=creds).save("lake", overwrite=True)
+    lake = S3Bucket.load("lake")
     Variable.set("region", "eu-west-1", overwrite=True)
     create_markdown_artifact(markdown="## Rows loaded", key="report", description="summary")
     create_table_artifact(table=[{"name": "John", "age": 30}], key="rows")
@@ -217,6 +224,9 @@ def uses_blocks():
         "login": Secret.load("db-login").get(),
         "endpoint": [Endpoint.load("api").url, Endpoint.load("api").token.get_secret_value()],
         "checksum": Secret._calculate_schema_checksum(),
+        "basepath": LocalFileSystem.load("scratch").basepath,
+        "lake": [lake.bucket_name, lake.credentials.aws_access_key_id,
+                 lake.credentials.aws_secret_access_key.get_secret_value()],
     }
 
 
@@ -227,6 +237,13 @@ if __name__ == "__main__":
 fn blocks_save_and_load(store_args: &[String], venv: &Path) {
     let server = Server::ready_with(store_args);
     let project = tempfile::tempdir().expect("tempdir");
+    let registered = run(
+        &venv.join("bin").join("prefect"),
+        &["block", "register", "-m", "prefect_aws"],
+        project.path(),
+        &server.base,
+    );
+    assert!(registered.contains("S3 Bucket"), "{registered}");
     std::fs::write(project.path().join("blocks.py"), BLOCKS_FLOW).expect("flow file");
     let out = run(
         &venv.join("bin").join("python"),
@@ -245,6 +262,24 @@ fn blocks_save_and_load(store_args: &[String], venv: &Path) {
     assert_eq!(
         loaded["endpoint"],
         serde_json::json!(["https://api.example.com", "t0k3n"])
+    );
+    assert_eq!(loaded["basepath"], "/srv/flows");
+    // The bucket's credentials were saved first: the bucket refers to them, and loads with them.
+    assert_eq!(
+        loaded["lake"],
+        serde_json::json!(["lake", "AKIAEXAMPLE", "w1ld"])
+    );
+    let lake = get(
+        &server,
+        "block_types/slug/s3-bucket/block_documents/name/lake",
+    );
+    assert_eq!(
+        lake["block_document_references"]["credentials"]["block_document"]["name"],
+        "prod"
+    );
+    assert_eq!(
+        lake["data"]["credentials"]["aws_secret_access_key"],
+        "********"
     );
     // The server computes schema checksums as the client does, so the client finds its schema.
     let checksum = loaded["checksum"].as_str().expect("checksum");
@@ -327,6 +362,85 @@ fn tag_limits_concurrency_and_rate_limits_hold_for_real_flows_on_dynamodb() {
         return;
     };
     limits_and_tags_serialise_tasks(&store, &venv);
+}
+
+/// Holds a slot of `held` under a one-minute lease (the shortest Prefect allows) and sleeps;
+/// the test kills it with SIGKILL while it holds the slot.
+const HOLDER: &str = r#"
+import time
+from prefect.concurrency.sync import concurrency
+
+with concurrency("held", occupy=1, lease_duration=60, strict=True):
+    print("holding", flush=True)
+    time.sleep(600)
+"#;
+
+fn killed_holder_frees_its_slot(store_args: &[String], venv: &Path) {
+    use std::io::BufRead;
+    let server = Server::ready_with(store_args);
+    let project = tempfile::tempdir().expect("tempdir");
+    post(
+        &server,
+        "v2/concurrency_limits/",
+        &serde_json::json!({"name": "held", "limit": 1}),
+    );
+    std::fs::write(project.path().join("holder.py"), HOLDER).expect("holder file");
+    let mut holder = Command::new(venv.join("bin").join("python"))
+        .arg("holder.py")
+        .current_dir(project.path())
+        .env("PREFECT_API_URL", &server.base)
+        .env("PREFECT_HOME", project.path().join(".prefect"))
+        .env_remove("PREFECT_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the holder");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "holding");
+    let slots = || get(&server, "v2/concurrency_limits/held")["active_slots"].clone();
+    assert_eq!(slots(), 1);
+
+    holder.kill().expect("SIGKILL");
+    holder.wait().expect("reaped");
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        slots(),
+        1,
+        "the lease still holds the slot a moment after the kill"
+    );
+    // Free within the lease (60 s from its last renewal) plus one expiry tick (15 s).
+    while slots() != 0 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60 + 15 + 10),
+            "the killed holder's slot was not given back within its lease"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let leases = get(&server, "v2/concurrency_limits/held");
+    assert_eq!(leases["active_slots"], 0, "{leases}");
+}
+
+#[test]
+fn a_holder_killed_with_sigkill_frees_its_slot_within_its_lease_on_sqlite() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    killed_holder_frees_its_slot(&[], &venv);
+}
+
+#[test]
+fn a_holder_killed_with_sigkill_frees_its_slot_within_its_lease_on_dynamodb() {
+    let Some(store) = dynamodb_store("killed_holder_on_dynamodb") else {
+        return;
+    };
+    let Some(venv) = venv() else {
+        return;
+    };
+    killed_holder_frees_its_slot(&store, &venv);
 }
 
 /// The tagged-task flow as a deployment, writing its tasks' spans to the file its `out`

@@ -177,6 +177,31 @@ async fn slots_are_taken_all_or_nothing_and_a_full_limit_answers_423_with_retry_
     assert_eq!(active_slots(&app, "a").await, 0);
     assert_eq!(active_slots(&app, "b").await, 0);
 
+    // Giving back what was never taken is a caller's bug: refused, nothing changed.
+    let (s, _) = app
+        .post(
+            "/v2/concurrency_limits/increment",
+            json!({"names": ["b"], "slots": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = app
+        .post(
+            "/v2/concurrency_limits/decrement",
+            json!({"names": ["a", "b"], "slots": 1}),
+        )
+        .await;
+    let detail = assert_detail(s, &v, StatusCode::CONFLICT);
+    assert!(detail.contains("'a' holds 0 active slot(s)"), "{detail}");
+    assert_eq!(active_slots(&app, "b").await, 1, "b kept its slot");
+    let (s, _) = app
+        .post(
+            "/v2/concurrency_limits/decrement",
+            json!({"names": ["b"], "slots": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
     let (s, v) = app
         .post(
             "/v2/concurrency_limits/increment",

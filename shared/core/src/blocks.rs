@@ -171,6 +171,29 @@ fn write_python_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// The top-level fields of a document's data that point at another document, as Prefect's
+/// client sends a nested block that was saved: `{"$ref": {"block_document_id": "<id>"}}`.
+/// Only top-level fields are references (so Prefect's server reads them too).
+pub fn references(data: &Value) -> Result<Vec<(String, uuid::Uuid)>, String> {
+    let Some(map) = data.as_object() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (key, value) in map {
+        let Some(target) = value.as_object().and_then(|o| o.get("$ref")) else {
+            continue;
+        };
+        let id = target
+            .get("block_document_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("data.{key}: a block reference needs a block_document_id"))?;
+        let id = uuid::Uuid::parse_str(id)
+            .map_err(|_| format!("data.{key}: block_document_id {id:?} is not a UUID"))?;
+        out.push((key.clone(), id));
+    }
+    Ok(out)
+}
+
 /// The schema's `secret_fields`: dotted paths, a `*` segment standing for every key there.
 #[must_use]
 pub fn secret_paths(fields: &Value) -> Vec<String> {
@@ -252,6 +275,27 @@ fn restore(new: &mut Value, old: Option<&Value>, path: &[&str]) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn references_are_top_level_ref_fields_with_a_document_id() {
+        let id = "4d839dde-2f5d-459a-81b0-91d74d814354";
+        let data = json!({
+            "bucket_name": "data",
+            "credentials": {"$ref": {"block_document_id": id}},
+            "nested": {"inner": {"$ref": {"block_document_id": id}}},
+        });
+        assert_eq!(
+            references(&data).expect("well-formed"),
+            [(
+                "credentials".to_owned(),
+                uuid::Uuid::parse_str(id).expect("uuid")
+            )]
+        );
+        let bad = references(&json!({"c": {"$ref": {}}})).expect_err("no id");
+        assert!(bad.contains("data.c"), "{bad}");
+        assert!(references(&json!({"c": {"$ref": {"block_document_id": "x"}}})).is_err());
+        assert!(references(&json!("plain")).expect("no refs").is_empty());
+    }
 
     #[test]
     fn slugs_are_lowercase_digits_and_dashes() {

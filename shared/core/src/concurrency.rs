@@ -255,6 +255,25 @@ pub fn release(
         .collect()
 }
 
+/// Refuses a release of more slots than a limit gave out. Limits with decay are exempt: their
+/// slots drain on their own, so a holder may find fewer than it took. `None` when the release is
+/// sound.
+#[must_use]
+pub fn overdrawn(limits: &[ConcurrencyLimit], slots: i64, now: Timestamp) -> Option<String> {
+    limits
+        .iter()
+        .filter(|l| l.active && l.slot_decay_per_second <= 0.0)
+        .find(|l| l.active_slots_at(now) < slots)
+        .map(|l| {
+            format!(
+                "Concurrency limit '{}' holds {} active slot(s): {} cannot be released (they were never taken)",
+                l.name,
+                l.active_slots_at(now),
+                slots
+            )
+        })
+}
+
 /// The occupancy of a lease released at `now`.
 #[must_use]
 pub fn held_seconds(lease: &ConcurrencyLease, now: Timestamp) -> f64 {
@@ -316,6 +335,20 @@ mod tests {
             avg_slot_occupancy_seconds: INITIAL_OCCUPANCY_SECONDS,
             version: 0,
         }
+    }
+
+    #[test]
+    fn releasing_slots_never_taken_is_refused_except_where_slots_decay() {
+        let limits = [limit("a", 2, 1), limit("b", 2, 0)];
+        assert_eq!(overdrawn(&limits[..1], 1, at(1)), None);
+        let refused = overdrawn(&limits, 1, at(1)).expect("b gave nothing out");
+        assert!(refused.contains("'b' holds 0 active slot(s)"), "{refused}");
+        let mut decaying = limit("r", 2, 0);
+        decaying.slot_decay_per_second = 1.0;
+        assert_eq!(overdrawn(&[decaying], 1, at(1)), None);
+        let mut off = limit("off", 2, 0);
+        off.active = false;
+        assert_eq!(overdrawn(&[off], 1, at(1)), None);
     }
 
     #[test]

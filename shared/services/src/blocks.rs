@@ -1,7 +1,7 @@
 //! Blocks: the catalog (block types and their schemas) and block documents tied to them.
 //!
 //! Prefect's client registers a block's type and schema itself before it saves a document, so
-//! any block class works; the server installs the `secret` type on start (protected), as
+//! any block class works; the server installs the system types on start, protected, as
 //! Prefect's does, so the catalog is not empty before the first save.
 
 use serde_json::Value;
@@ -42,21 +42,54 @@ pub struct BlockDocumentInput {
     pub is_anonymous: bool,
 }
 
-/// A block document with the type and schema it belongs to, when they are catalogued.
+/// A block document with the type and schema it belongs to, when they are catalogued, and
+/// the documents its fields refer to (`$ref`), each read the same way.
 #[derive(Debug, Clone)]
 pub struct FullBlockDocument {
     pub document: BlockDocument,
     pub block_type: Option<BlockType>,
     pub block_schema: Option<BlockSchema>,
+    /// (field, the document it points at); a reference to a deleted document is left out.
+    pub references: Vec<(String, FullBlockDocument)>,
 }
 
+/// How deep references are followed: a cycle (made by updates) ends here, not in a stack
+/// overflow.
+const MAX_REFERENCE_DEPTH: usize = 8;
+
 impl FullBlockDocument {
-    /// The schema's secret paths (none without a schema).
+    /// The secret paths of the schema and, under each referring field, of the referred
+    /// document's schema.
     pub fn secret_paths(&self) -> Vec<String> {
-        self.block_schema
+        let mut paths = self
+            .block_schema
             .as_ref()
             .map(|s| blocks::secret_paths(&s.fields))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for (field, child) in &self.references {
+            paths.extend(
+                child
+                    .secret_paths()
+                    .into_iter()
+                    .map(|p| format!("{field}.{p}")),
+            );
+        }
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// The data as a client loads it: each reference replaced by the referred document's
+    /// data; references to deleted documents dropped.
+    pub fn data(&self) -> Value {
+        let mut data = self.document.data.clone();
+        if let Some(map) = data.as_object_mut() {
+            map.retain(|_, v| v.as_object().is_none_or(|o| !o.contains_key("$ref")));
+            for (field, child) in &self.references {
+                map.insert(field.clone(), child.data());
+            }
+        }
+        data
     }
 }
 
@@ -72,12 +105,25 @@ fn document_not_found() -> ServiceError {
     ServiceError::NotFound("Block document not found".to_owned())
 }
 
-/// The block types Sluice installs on start: (name, slug, description).
-const SYSTEM_TYPES: [(&str, &str, &str); 1] = [(
-    "Secret",
-    "secret",
-    "A value kept secret: it reads as ******** unless secrets are asked for.",
-)];
+/// The block types Sluice installs on start, protected: (name, slug, description). Prefect 3
+/// protects the first three; the last three are Prefect 2's value blocks, kept for 2.x
+/// clients. A client registers each one's schema on its first save.
+const SYSTEM_TYPES: [(&str, &str, &str); 6] = [
+    (
+        "Secret",
+        "secret",
+        "A value kept secret: it reads as ******** unless secrets are asked for.",
+    ),
+    ("Webhook", "webhook", "An HTTP endpoint a flow calls."),
+    (
+        "Local File System",
+        "local-file-system",
+        "A directory on the machine that runs the flow.",
+    ),
+    ("JSON", "json", "Any value that JSON can hold."),
+    ("String", "string", "A string value."),
+    ("Date Time", "date-time", "A date and time."),
+];
 
 impl Services {
     // ---- block types -------------------------------------------------------------------
@@ -329,6 +375,7 @@ impl Services {
             )));
         }
         check_data(&input.data, &schema)?;
+        self.check_references(&input.data).await?;
         let name = match (input.name, input.is_anonymous) {
             (Some(n), _) => {
                 check_document_name(&n)?;
@@ -362,15 +409,29 @@ impl Services {
                 }
                 other => other.into(),
             })?;
-        Ok(FullBlockDocument {
-            document,
-            block_type: Some(block_type),
-            block_schema: Some(schema),
-        })
+        self.full_block_document(document).await
     }
 
-    /// A stored document with its type and schema.
+    /// A stored document with its type and schema, and the documents it refers to.
     pub async fn full_block_document(&self, document: BlockDocument) -> Result<FullBlockDocument> {
+        self.full_block_document_at(document, 0).await
+    }
+
+    async fn full_block_document_at(
+        &self,
+        document: BlockDocument,
+        depth: usize,
+    ) -> Result<FullBlockDocument> {
+        let mut references = Vec::new();
+        if depth < MAX_REFERENCE_DEPTH {
+            // Stored references were checked when written; one that no longer parses is skipped.
+            for (field, id) in blocks::references(&document.data).unwrap_or_default() {
+                if let Some(child) = self.store.read_block_document(id).await? {
+                    let child = Box::pin(self.full_block_document_at(child, depth + 1)).await?;
+                    references.push((field, child));
+                }
+            }
+        }
         let block_type = match document.block_type_id {
             Some(id) => self.store.read_block_type(id).await?,
             None => {
@@ -387,7 +448,20 @@ impl Services {
             document,
             block_type,
             block_schema,
+            references,
         })
+    }
+
+    /// Every reference in `data` must name a document that exists.
+    async fn check_references(&self, data: &Value) -> Result<()> {
+        for (field, id) in blocks::references(data).map_err(ServiceError::Invalid)? {
+            if self.store.read_block_document(id).await?.is_none() {
+                return Err(ServiceError::Invalid(format!(
+                    "data.{field} refers to block document {id}, which does not exist"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub async fn read_block_document(&self, id: Id) -> Result<FullBlockDocument> {
@@ -452,6 +526,7 @@ impl Services {
             if let Some(s) = &schema {
                 check_data(&doc.data, s)?;
             }
+            self.check_references(&doc.data).await?;
         }
         doc.updated = self.now();
         self.store.update_block_document(&doc).await?;

@@ -332,7 +332,8 @@ impl Services {
     }
 
     /// Gives slots back to every named limit that exists; `occupancy_seconds` (how long they
-    /// were held) feeds the limits' occupancy average.
+    /// were held) feeds the limits' occupancy average. Giving back slots a limit without decay
+    /// never gave out is refused and changes nothing (Prefect clamps at 0 and hides the bug).
     pub async fn decrement_concurrency_slots(
         &self,
         names: &[String],
@@ -346,6 +347,9 @@ impl Services {
         }
         for _ in 0..MAX_ATTEMPTS {
             let found = self.store.read_concurrency_limits_by_names(names).await?;
+            if let Some(detail) = rules::overdrawn(&found, slots, self.now()) {
+                return Err(ServiceError::Conflict(detail));
+            }
             let write = SlotWrite {
                 limits: rules::release(&found, slots, occupancy_seconds, self.now()),
                 ..SlotWrite::default()

@@ -518,16 +518,18 @@ impl Dispatcher {
         for block in &refs.blocks {
             data = match block {
                 BlockRef::ById(id) => match Id::parse_str(id) {
-                    Ok(parsed) => match store.read_block_document(parsed).await? {
-                        Some(doc) => data.with_block_id(id.clone(), doc.data),
-                        None => data,
+                    Ok(parsed) => match self.services.read_block_document(parsed).await {
+                        Ok(full) => data.with_block_id(id.clone(), full.data()),
+                        Err(ServiceError::NotFound(_)) => data,
+                        Err(e) => return Err(Unprepared::Service(e)),
                     },
                     Err(_) => data,
                 },
                 BlockRef::ByName { slug, name } => {
-                    match store.read_block_document_by_name(slug, name).await? {
-                        Some(doc) => data.with_block(slug.clone(), name.clone(), doc.data),
-                        None => data,
+                    match self.services.read_block_document_by_name(slug, name).await {
+                        Ok(full) => data.with_block(slug.clone(), name.clone(), full.data()),
+                        Err(ServiceError::NotFound(_)) => data,
+                        Err(e) => return Err(Unprepared::Service(e)),
                     }
                 }
             };

@@ -121,18 +121,42 @@ pub fn block_schema_json(s: &BlockSchema, block_type: Option<&BlockType>) -> Val
 
 /// A document with its schema and type embedded; secret fields masked unless
 /// `include_secrets`.
-pub fn block_document_json(full: &FullBlockDocument, include_secrets: bool) -> Value {
+fn document_block_type_json(full: &FullBlockDocument) -> Value {
     let b = &full.document;
-    let data = if include_secrets {
-        b.data.clone()
-    } else {
-        obfuscate(&b.data, &full.secret_paths())
-    };
-    let block_type = match &full.block_type {
+    match &full.block_type {
         Some(t) => block_type_json(t),
         None => {
             json!({ "id": b.block_type_id, "slug": b.block_type_slug, "name": b.block_type_slug })
         }
+    }
+}
+
+/// Prefect's `block_document_references`: per referring field, the referred document's
+/// identity and its own references.
+fn references_json(full: &FullBlockDocument) -> Value {
+    full.references
+        .iter()
+        .map(|(field, child)| {
+            let d = &child.document;
+            let summary = json!({"block_document": {
+                "id": d.id,
+                "name": d.name,
+                "block_type": document_block_type_json(child),
+                "is_anonymous": d.is_anonymous,
+                "block_document_references": references_json(child),
+            }});
+            (field.clone(), summary)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+pub fn block_document_json(full: &FullBlockDocument, include_secrets: bool) -> Value {
+    let b = &full.document;
+    let data = if include_secrets {
+        full.data()
+    } else {
+        obfuscate(&full.data(), &full.secret_paths())
     };
     json!({
         "id": b.id,
@@ -147,8 +171,8 @@ pub fn block_document_json(full: &FullBlockDocument, include_secrets: bool) -> V
             .map(|s| block_schema_json(s, full.block_type.as_ref())),
         "block_type_id": b.block_type_id,
         "block_type_name": full.block_type.as_ref().map_or(&b.block_type_slug, |t| &t.name),
-        "block_type": block_type,
-        "block_document_references": {},
+        "block_type": document_block_type_json(full),
+        "block_document_references": references_json(full),
         "is_anonymous": b.is_anonymous,
     })
 }
