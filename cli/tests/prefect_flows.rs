@@ -444,12 +444,17 @@ fn a_holder_killed_with_sigkill_frees_its_slot_within_its_lease_on_dynamodb() {
 }
 
 /// The tagged-task flow as a deployment, writing its tasks' spans to the file its `out`
-/// parameter names.
+/// parameter names; it also takes a `concurrency()` slot and two `rate_limit()` slots, loads a
+/// Secret and a variable, and makes a markdown artifact keyed by its `key` parameter.
 const DEPLOYED_FLOW: &str = r#"
 import json
 import time
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.system import Secret
+from prefect.concurrency.sync import concurrency, rate_limit
+from prefect.variables import Variable
 
 
 @task(tags=["db"])
@@ -460,10 +465,25 @@ def query(i):
 
 
 @flow
-def limited(out: str):
+def limited(out: str, key: str):
     spans = [f.result() for f in [query.submit(i) for i in range(3)]]
+    with concurrency("gate", occupy=1, strict=True):
+        secret = Secret.load("token").get()
+    for _ in range(2):
+        rate_limit("calls", strict=True)
+    create_markdown_artifact(markdown=f"ran with {Variable.get('region')}", key=key)
+    assert secret == "t0k3n"
     with open(out, "w") as f:
         json.dump(spans, f)
+"#;
+
+/// Saves what the deployed flow loads.
+const DEPLOYED_SETUP: &str = r#"
+from prefect.blocks.system import Secret
+from prefect.variables import Variable
+
+Secret(value="t0k3n").save("token", overwrite=True)
+Variable.set("region", "eu-west-1", overwrite=True)
 "#;
 
 fn assert_serialised(spans_file: &Path) {
@@ -480,7 +500,8 @@ fn assert_serialised(spans_file: &Path) {
 }
 
 /// The same flow run by Sluice's worker and by Prefect's: tasks tagged `db` serialise under
-/// the tag limit either way, and the runs complete.
+/// the tag limit either way, the limits, the Secret, the variable and the artifact work, and
+/// the runs complete.
 #[test]
 fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
     let Some(venv) = venv() else {
@@ -508,6 +529,21 @@ fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
         project.path(),
         api,
     );
+    for args in [
+        &["gate", "--limit", "1"][..],
+        &["calls", "--limit", "5", "--slot-decay-per-second", "1"],
+    ] {
+        let mut all = vec!["global-concurrency-limit", "create"];
+        all.extend_from_slice(args);
+        run(&prefect, &all, project.path(), api);
+    }
+    std::fs::write(project.path().join("setup.py"), DEPLOYED_SETUP).expect("setup file");
+    run(
+        &venv.join("bin").join("python"),
+        &["setup.py"],
+        project.path(),
+        api,
+    );
     run(
         &prefect,
         &["work-pool", "create", "local", "--type", "process"],
@@ -530,9 +566,18 @@ fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
     for (i, worker) in ["sluice", "prefect"].into_iter().enumerate() {
         let out = project.path().join(format!("spans-{i}.json"));
         let param = format!("out={}", out.display());
+        let key = format!("key=ran-by-{worker}");
         run(
             &prefect,
-            &["deployment", "run", "limited/tagged", "--param", &param],
+            &[
+                "deployment",
+                "run",
+                "limited/tagged",
+                "--param",
+                &param,
+                "--param",
+                &key,
+            ],
             project.path(),
             api,
         );
@@ -575,6 +620,19 @@ fn tagged_tasks_serialise_in_runs_of_sluice_and_prefect_workers() {
         .map(|r| r["state"]["type"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(states, ["COMPLETED", "COMPLETED"], "{runs}");
-    let limit = get(&server, "v2/concurrency_limits/tag:db");
-    assert_eq!(limit["active_slots"], 0, "{limit}");
+    for name in ["tag:db", "gate"] {
+        let limit = get(&server, &format!("v2/concurrency_limits/{name}"));
+        assert_eq!(limit["active_slots"], 0, "{limit}");
+    }
+    for worker in ["sluice", "prefect"] {
+        let artifact = get(&server, &format!("artifacts/ran-by-{worker}/latest"));
+        assert_eq!(artifact["data"], "ran with eu-west-1", "{artifact}");
+        assert!(
+            runs.as_array()
+                .expect("runs")
+                .iter()
+                .any(|r| r["id"] == artifact["flow_run_id"]),
+            "linked to its run: {artifact}"
+        );
+    }
 }
