@@ -46,6 +46,10 @@ pub enum ServerCommand {
         auth: AuthMode,
         #[command(flatten)]
         push: PushArgs,
+        /// Days events (task-run states included) are kept on SQLite; on DynamoDB the same
+        /// variable sets the items' TTL, and unset keeps them.
+        #[arg(long, env = "SLUICE_EVENT_RETENTION_DAYS", default_value_t = 7)]
+        event_retention_days: u32,
     },
 }
 
@@ -104,6 +108,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         store,
         auth,
         push,
+        event_retention_days,
     } = command;
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -118,8 +123,14 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
     };
     let location = store.describe();
+    let settings = Settings {
+        // DynamoDB expires events itself (TTL); a purge there would scan the table.
+        event_retention_days: (store.backend == crate::store::Backend::Sqlite)
+            .then_some(i64::from(event_retention_days.max(1))),
+        ..Settings::default()
+    };
     let store = store.open().await?;
-    let services = Services::new(store, Arc::new(SystemClock), Settings::default());
+    let services = Services::new(store, Arc::new(SystemClock), settings);
     services
         .install_system_block_types()
         .await

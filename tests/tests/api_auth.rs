@@ -139,8 +139,14 @@ async fn refused_requests_say_why_and_store_nothing() {
         "{missing}"
     );
 
+    // Prefect's auth string arrives as Basic: it must hold a key.
+    let detail = app
+        .refused(Method::POST, "/work_pools/", Some("Basic dXNlcjpwYXNz"))
+        .await;
+    assert!(detail.starts_with("Unknown API key"), "{detail}");
+
     for malformed in [
-        "Basic dXNlcjpwYXNz".to_owned(),
+        "Basic !!!".to_owned(),
         "Bearer".to_owned(),
         key.secret.clone(),
         format!("Bearer {} extra", key.secret),
@@ -198,6 +204,18 @@ async fn a_valid_key_is_served() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Prefect's auth string (`PREFECT_API_AUTH_STRING`), `user:key` or the key alone, as Basic.
+    for auth_string in [format!("sluice:{}", key.secret), key.secret.clone()] {
+        use base64::Engine;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(auth_string)
+        );
+        let (status, _, _) = app
+            .call(Method::GET, "/admin/version", Some(&basic), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
     // A handler's own errors come through unchanged once authenticated.
     let (status, _, _) = app
         .call(Method::GET, "/work_pools/nope", Some(&auth), None)

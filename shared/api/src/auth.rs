@@ -1,5 +1,6 @@
 //! Who may call the API: nobody is asked ([`Auth::None`], the local default) or every request
-//! carries `Authorization: Bearer <API key>` ([`Auth::ApiKey`], the deployed API).
+//! carries `Authorization: Bearer <API key>` ([`Auth::ApiKey`], the deployed API), or the key
+//! as Prefect's auth string (`Authorization: Basic`, `user:key`).
 //!
 //! The check is a middleware on the whole `/api` router, so it runs before any extractor or
 //! handler: a refused request reads no body and writes nothing. Prefect's client sends the key
@@ -61,10 +62,34 @@ pub(crate) struct KeyCheck {
     pub(crate) cache: Arc<ApiKeyCache>,
 }
 
-/// Paths (inside `/api`) served without a key, for probes that carry no credentials.
+/// Paths (inside `/api`) served without a key: probes that carry no credentials, and the
+/// events WebSockets, whose clients authenticate in the socket's first message (Prefect's
+/// client sends no header there unless an auth string is set).
 fn is_exempt(req: &Request) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD)
-        && matches!(req.uri().path(), "/health" | "/ready")
+    let probe = matches!(*req.method(), Method::GET | Method::HEAD)
+        && matches!(req.uri().path(), "/health" | "/ready");
+    let socket = *req.method() == Method::GET
+        && matches!(req.uri().path(), "/events/in" | "/events/out")
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    probe || socket
+}
+
+impl KeyCheck {
+    /// Whether `token` is a stored API key.
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<bool, ApiError> {
+        if !sluice_core::api_keys::is_well_formed(token) {
+            return Ok(false);
+        }
+        Ok(self
+            .services
+            .authenticate_cached(token, &self.cache)
+            .await?
+            .is_some())
+    }
 }
 
 /// Why a request was refused; the message is the answer's `detail`.
@@ -81,7 +106,9 @@ impl Refusal {
             Refusal::Missing => {
                 "Not authenticated: the Authorization header is missing; send 'Authorization: Bearer <API key>'."
             }
-            Refusal::Malformed => "Malformed Authorization header: expected 'Bearer <API key>'.",
+            Refusal::Malformed => {
+                "Malformed Authorization header: expected 'Bearer <API key>' (or Basic with the key as the password)."
+            }
             Refusal::NotAKey => "Unknown API key: Sluice API keys start with 'sluice_'.",
             Refusal::Unknown => "Unknown API key.",
         }
@@ -99,7 +126,7 @@ impl Refusal {
 }
 
 /// The bearer token of the request, or why there is none.
-fn bearer_token(req: &Request) -> Result<&str, Refusal> {
+fn bearer_token(req: &Request) -> Result<String, Refusal> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let value = values.next().ok_or(Refusal::Missing)?;
     if values.next().is_some() {
@@ -108,14 +135,29 @@ fn bearer_token(req: &Request) -> Result<&str, Refusal> {
     let value = value.to_str().map_err(|_| Refusal::Malformed)?;
     let (scheme, token) = value.trim().split_once(' ').ok_or(Refusal::Malformed)?;
     let token = token.trim_start();
-    // The scheme is case-insensitive (RFC 7235); the token is one unbroken word.
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token.contains(char::is_whitespace)
-    {
+    // The token is one unbroken word.
+    if token.is_empty() || token.contains(char::is_whitespace) {
         return Err(Refusal::Malformed);
     }
-    Ok(token)
+    // The scheme is case-insensitive (RFC 7235). Basic carries Prefect's auth string
+    // (`PREFECT_API_AUTH_STRING`), which a user sets to `user:key` or the key alone, so the
+    // same setting also authenticates the events socket.
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(token.to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .map_err(|_| Refusal::Malformed)?;
+        let text = String::from_utf8(raw).map_err(|_| Refusal::Malformed)?;
+        let key = text.rsplit(':').next().unwrap_or_default();
+        if key.is_empty() {
+            return Err(Refusal::Malformed);
+        }
+        Ok(key.to_owned())
+    } else {
+        Err(Refusal::Malformed)
+    }
 }
 
 /// The [`Auth::ApiKey`] middleware. An accepted request carries its [`sluice_core::domain::ApiKey`]
@@ -132,12 +174,12 @@ pub(crate) async fn require_api_key(
         Ok(token) => token,
         Err(refusal) => return refusal.into_response(),
     };
-    if !sluice_core::api_keys::is_well_formed(token) {
+    if !sluice_core::api_keys::is_well_formed(&token) {
         return Refusal::NotAKey.into_response();
     }
     match check
         .services
-        .authenticate_cached(token, &check.cache)
+        .authenticate_cached(&token, &check.cache)
         .await
     {
         Ok(Some(key)) => {
@@ -172,7 +214,6 @@ mod tests {
             "",
             "Bearer",
             "Bearer ",
-            "Basic dXNlcjpwYXNz",
             "Bearer a b",
             "Token sluice_x",
             "sluice_x",
@@ -189,9 +230,12 @@ mod tests {
             ("Bearer sluice_x", "sluice_x"),
             ("bearer sluice_x", "sluice_x"),
             ("BEARER   sluice_x ", "sluice_x"),
+            // Prefect's auth string, `user:key` or the key alone, base64 in Basic.
+            ("Basic dXNlcjpzbHVpY2VfeA==", "sluice_x"),
+            ("basic c2x1aWNlX3g=", "sluice_x"),
         ] {
             assert_eq!(
-                bearer_token(&with_header(Some(ok))).ok(),
+                bearer_token(&with_header(Some(ok))).ok().as_deref(),
                 Some(want),
                 "{ok:?}"
             );

@@ -29,6 +29,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,
+    /// Set when API keys are required: WebSocket handshakes check their token with it.
+    pub(crate) key_check: Option<auth::KeyCheck>,
 }
 
 /// How the router is built. Start from `Options::default()` (no authentication, the default
@@ -76,19 +78,20 @@ pub fn router_with(services: Services, options: Options) -> Router {
         key_cache_ttl,
         body_limit,
     } = options;
-    let mut api = routes::routes().with_state(AppState {
+    let key_check = (auth == Auth::ApiKey).then(|| auth::KeyCheck {
         services: services.clone(),
+        cache: Arc::new(ApiKeyCache::new(
+            key_cache_ttl,
+            ApiKeyCache::DEFAULT_CAPACITY,
+        )),
     });
-    if auth == Auth::ApiKey {
+    let mut api = routes::routes().with_state(AppState {
+        services,
+        key_check: key_check.clone(),
+    });
+    if let Some(check) = key_check {
         // Layered on the `/api` router itself, so it wraps every route and the fallback, and
         // runs before any handler reads the request.
-        let check = auth::KeyCheck {
-            services,
-            cache: Arc::new(ApiKeyCache::new(
-                key_cache_ttl,
-                ApiKeyCache::DEFAULT_CAPACITY,
-            )),
-        };
         api = api.layer(axum::middleware::from_fn_with_state(
             check,
             auth::require_api_key,

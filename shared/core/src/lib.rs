@@ -14,5 +14,6 @@ pub mod pool_types;
 pub mod push;
 pub mod schedules;
 pub mod schema;
+pub mod task_runs;
 pub mod templating;
 pub mod time;

@@ -13,6 +13,8 @@ pub struct Intervals {
     pub foreman: Duration,
     /// Expired concurrency leases give their slots back.
     pub leases: Duration,
+    /// Events older than the retention are deleted.
+    pub events: Duration,
 }
 
 impl Default for Intervals {
@@ -25,6 +27,7 @@ impl Default for Intervals {
             late_runs: Duration::from_secs(5),
             foreman: Duration::from_secs(15),
             leases: Duration::from_secs(15),
+            events: Duration::from_secs(3600),
         }
     }
 }
@@ -36,7 +39,14 @@ pub async fn run(services: Services, intervals: Intervals, shutdown: impl Future
     let mut late = tokio::time::interval(intervals.late_runs);
     let mut foreman = tokio::time::interval(intervals.foreman);
     let mut leases = tokio::time::interval(intervals.leases);
-    for i in [&mut scheduler, &mut late, &mut foreman, &mut leases] {
+    let mut events = tokio::time::interval(intervals.events);
+    for i in [
+        &mut scheduler,
+        &mut late,
+        &mut foreman,
+        &mut leases,
+        &mut events,
+    ] {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     tokio::pin!(shutdown);
@@ -69,6 +79,14 @@ pub async fn run(services: Services, intervals: Intervals, shutdown: impl Future
                 Ok(n) if n > 0 => tracing::info!(released = n, "expired concurrency leases released"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "lease expiry tick failed"),
+            },
+            _ = events.tick() => if let Some(days) = services.settings.event_retention_days {
+                let before = services.now() - chrono::Duration::days(days);
+                match services.purge_events(before).await {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "old events deleted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "event purge tick failed"),
+                }
             },
         }
     }

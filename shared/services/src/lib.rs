@@ -15,12 +15,14 @@ mod concurrency;
 mod deployment_slots;
 mod deployments;
 mod error;
+mod events;
 pub mod foreman;
 pub mod late_runs;
 mod pools;
 pub mod push;
 mod runs;
 pub mod scheduler;
+mod task_runs;
 mod templates;
 
 pub use api_keys::ApiKeyCache;
@@ -36,6 +38,7 @@ pub use pools::{
     PoolPatch, QueuePatch, ScheduledRunItem, ScheduledRunsQuery, WorkPoolInput, WorkQueueInput,
 };
 pub use runs::{FlowRunInput, FlowRunPatch, SetStateResult};
+pub use task_runs::TaskRunInput;
 
 use std::sync::Arc;
 
@@ -57,6 +60,9 @@ pub struct Settings {
     /// New push runs due within this many seconds go to the dispatch queue at once (later ones
     /// are enqueued by the scheduler tick as their time approaches).
     pub dispatch_horizon_seconds: i64,
+    /// Events older than this many days are deleted by the background tick; `None` keeps them
+    /// (or leaves them to the store's own expiry, DynamoDB's TTL).
+    pub event_retention_days: Option<i64>,
 }
 
 impl Default for Settings {
@@ -71,6 +77,8 @@ impl Default for Settings {
             deployment_last_polled_timeout_seconds: 60,
             concurrency_slot_wait_seconds: 30,
             dispatch_horizon_seconds: 120,
+            // Prefect's default (`PREFECT_EVENTS_RETENTION_PERIOD`).
+            event_retention_days: Some(7),
         }
     }
 }

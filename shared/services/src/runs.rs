@@ -167,6 +167,9 @@ impl Services {
             .unwrap_or_else(|| State::new(StateType::Pending, now));
         let run = orchestration::set_initial_state(run, state, now);
         let created = self.store.create_flow_run(&run).await?;
+        if created.created && created.value.parent_task_run_id.is_some() {
+            Box::pin(self.mirror_to_parent_task_run(&created.value)).await;
+        }
         if created.created
             && created.value.state_type() == Some(StateType::Scheduled)
             && let Some(at) = created.value.next_scheduled_start_time
@@ -329,6 +332,9 @@ impl Services {
             }
             match self.store.commit_flow_run_state(&updated, version).await {
                 Ok(_) => {
+                    if updated.parent_task_run_id.is_some() {
+                        Box::pin(self.mirror_to_parent_task_run(&updated)).await;
+                    }
                     if let Some(d) = run.deployment_id {
                         let from = run.state_type();
                         let to = updated.state_type();

@@ -10,12 +10,14 @@ mod block_catalog;
 mod concurrency;
 mod deployments;
 mod error;
+mod events;
 mod item;
 mod misc;
 mod ops;
 mod pools;
 mod runs;
 pub mod schema;
+mod task_runs;
 
 pub use ops::{Usage, item_size};
 
@@ -30,10 +32,13 @@ pub struct Retention {
     pub logs_days: Option<u32>,
     /// Runs (with their states) expire this long after they reach a final state.
     pub runs_days: Option<u32>,
+    /// Events expire this long after they occurred.
+    pub events_days: Option<u32>,
 }
 
 impl Retention {
-    /// Reads `SLUICE_LOG_RETENTION_DAYS` and `SLUICE_RUN_RETENTION_DAYS` (unset or empty: keep).
+    /// Reads `SLUICE_LOG_RETENTION_DAYS`, `SLUICE_RUN_RETENTION_DAYS` and
+    /// `SLUICE_EVENT_RETENTION_DAYS` (unset or empty: keep).
     pub fn from_env() -> Result<Retention, String> {
         fn days(var: &str) -> Result<Option<u32>, String> {
             match std::env::var(var) {
@@ -48,6 +53,7 @@ impl Retention {
         Ok(Retention {
             logs_days: days("SLUICE_LOG_RETENTION_DAYS")?,
             runs_days: days("SLUICE_RUN_RETENTION_DAYS")?,
+            events_days: days("SLUICE_EVENT_RETENTION_DAYS")?,
         })
     }
 }

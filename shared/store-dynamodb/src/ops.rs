@@ -248,6 +248,16 @@ impl DynamoStore {
         filter: &str,
         values: HashMap<String, AttributeValue>,
     ) -> Result<Vec<Item>> {
+        self.scan_up_to(filter, values, None).await
+    }
+
+    /// Like [`scan`](DynamoStore::scan), but stops at the page where `limit` items passed.
+    pub(crate) async fn scan_up_to(
+        &self,
+        filter: &str,
+        values: HashMap<String, AttributeValue>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -269,6 +279,9 @@ impl DynamoStore {
                 read_units(page.iter().map(item_size).sum(), true),
             );
             items.extend(page);
+            if limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => break,
@@ -515,8 +528,9 @@ impl Update {
     }
 }
 
-/// Exponential backoff with full jitter for items DynamoDB left unprocessed.
-async fn backoff(attempt: u32) {
+/// Exponential backoff with full jitter, for items DynamoDB left unprocessed and for writes
+/// that lost a race.
+pub(crate) async fn backoff(attempt: u32) {
     let cap = 25u64.saturating_mul(1 << attempt.min(6));
     let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % cap.max(1);
     tokio::time::sleep(Duration::from_millis(jitter)).await;

@@ -28,6 +28,7 @@ mod pools;
 mod queries;
 mod queues;
 mod runs;
+mod task_runs;
 
 pub use artifacts::*;
 pub use block_catalog::*;
@@ -38,6 +39,7 @@ pub use pools::*;
 pub use queries::*;
 pub use queues::*;
 pub use runs::*;
+pub use task_runs::*;
 
 use std::any::Any;
 use std::future::Future;
@@ -139,6 +141,10 @@ macro_rules! store_conformance_suite {
             racing_takers_never_exceed_a_limit,
             block_catalog_crud,
             artifact_crud_and_filters,
+            task_runs_record_the_newest_state_and_every_state_once,
+            task_runs_created_through_the_api_are_unique_by_natural_key,
+            task_run_filters_sorts_and_counts,
+            events_are_stored_once_and_filtered_by_time_name_and_resource,
         }
     };
 }

@@ -128,3 +128,59 @@ pub struct LogFilter {
     /// Newest first when true; oldest first otherwise.
     pub newest_first: bool,
 }
+
+/// Task runs: every set field must hold; lists match any of their values, `tags_all` all.
+#[derive(Debug, Clone, Default)]
+pub struct TaskRunFilter {
+    pub ids: Option<Vec<Id>>,
+    pub not_ids: Option<Vec<Id>>,
+    pub names: Option<Vec<String>>,
+    /// Case-insensitive substring of the name.
+    pub name_like: Option<String>,
+    pub flow_run_ids: Option<Vec<Id>>,
+    /// `Some(true)`: only runs outside any flow run; `Some(false)`: only runs inside one.
+    pub flow_run_is_null: Option<bool>,
+    pub tags_all: Option<Vec<String>>,
+    pub state_types: Option<Vec<StateType>>,
+    pub state_names: Option<Vec<String>>,
+    pub start_time_before: Option<Timestamp>,
+    pub start_time_after: Option<Timestamp>,
+    /// `Some(true)`: only runs that never started.
+    pub start_time_is_null: Option<bool>,
+    pub expected_start_time_before: Option<Timestamp>,
+    pub expected_start_time_after: Option<Timestamp>,
+}
+
+/// Orders of task runs, as Prefect names them; ties are broken by id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskRunSort {
+    #[default]
+    IdDesc,
+    ExpectedStartTimeAsc,
+    ExpectedStartTimeDesc,
+    NameAsc,
+    NameDesc,
+    EndTimeDesc,
+}
+
+/// Events: every set field must hold. `occurred_*` bound the time (inclusive).
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub occurred_since: Option<Timestamp>,
+    pub occurred_until: Option<Timestamp>,
+    pub ids: Option<Vec<Id>>,
+    /// Event names (`prefect.flow-run.Completed`); `event_prefixes`: names starting with one.
+    pub names: Option<Vec<String>>,
+    pub prefixes: Option<Vec<String>>,
+    pub exclude_names: Option<Vec<String>>,
+    pub exclude_prefixes: Option<Vec<String>>,
+    /// The resource's `prefect.resource.id` is one of these / starts with one of these.
+    pub resource_ids: Option<Vec<String>>,
+    pub resource_id_prefixes: Option<Vec<String>>,
+    /// Some related resource's id is one of these.
+    pub related_ids: Option<Vec<String>>,
+    /// The resource or a related one has one of these ids.
+    pub any_resource_ids: Option<Vec<String>>,
+    /// Newest first (the default) or oldest first.
+    pub ascending: bool,
+}

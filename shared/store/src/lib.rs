@@ -36,12 +36,12 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use filters::{
-    ArtifactFilter, DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
-    WorkPoolFilter, WorkerFilter,
+    ArtifactFilter, DeploymentFilter, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
+    LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 pub use ports::{
     ApiKeyStore, ArtifactStore, BlockCatalogStore, BlockStore, ConcurrencyStore, Created,
-    DeploymentStore, FlowStore, LogStore, PoolStore, RunStore, SlotWrite, Store, VariableStore,
-    Versioned,
+    DeploymentStore, EventStore, FlowStore, LogStore, PoolStore, RunStore, SlotWrite, Store,
+    TaskRunStore, VariableStore, Versioned,
 };
 pub use sqlite::SqliteStore;

@@ -5,12 +5,13 @@
 use std::cmp::Ordering;
 
 use sluice_core::domain::{
-    Artifact, Deployment, Flow, FlowRun, LogEntry, StateType, Timestamp, WorkPool, Worker,
+    Artifact, Deployment, Event, Flow, FlowRun, LogEntry, StateType, TaskRun, Timestamp, WorkPool,
+    Worker,
 };
 
 use crate::{
-    ArtifactFilter, DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
-    WorkPoolFilter, WorkerFilter,
+    ArtifactFilter, DeploymentFilter, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
+    LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 
 /// `value` is one of `wanted` (an empty list matches nothing); a missing value matches nothing.
@@ -265,4 +266,120 @@ pub fn page<T>(items: Vec<T>, limit: Option<usize>, offset: usize) -> Vec<T> {
         .skip(offset)
         .take(limit.unwrap_or(usize::MAX))
         .collect()
+}
+
+impl TaskRunFilter {
+    pub fn matches(&self, t: &TaskRun) -> bool {
+        let state_type = t.state.as_ref().map(|s| s.state_type);
+        let state_name = t.state.as_ref().map(|s| s.name.clone());
+        let like = self
+            .name_like
+            .as_ref()
+            .is_none_or(|l| t.name.to_lowercase().contains(&l.to_lowercase()));
+        let before = |bound: Option<Timestamp>, v: Option<Timestamp>| {
+            bound.is_none_or(|b| v.is_some_and(|v| v <= b))
+        };
+        let after = |bound: Option<Timestamp>, v: Option<Timestamp>| {
+            bound.is_none_or(|b| v.is_some_and(|v| v >= b))
+        };
+        any_of(self.ids.as_ref(), Some(&t.id))
+            && none_of(self.not_ids.as_ref(), Some(&t.id))
+            && any_of(self.names.as_ref(), Some(&t.name))
+            && like
+            && any_of(self.flow_run_ids.as_ref(), t.flow_run_id.as_ref())
+            && self
+                .flow_run_is_null
+                .is_none_or(|n| t.flow_run_id.is_none() == n)
+            && self
+                .tags_all
+                .as_ref()
+                .is_none_or(|tags| tags.iter().all(|tag| t.tags.contains(tag)))
+            && any_of(self.state_types.as_ref(), state_type.as_ref())
+            && any_of(self.state_names.as_ref(), state_name.as_ref())
+            && before(self.start_time_before, t.start_time)
+            && after(self.start_time_after, t.start_time)
+            && self
+                .start_time_is_null
+                .is_none_or(|n| t.start_time.is_none() == n)
+            && before(self.expected_start_time_before, t.expected_start_time)
+            && after(self.expected_start_time_after, t.expected_start_time)
+    }
+}
+
+/// Orders task runs by `sort`, ties broken by id; runs missing the sort's time go last.
+pub fn sort_task_runs(runs: &mut [TaskRun], sort: TaskRunSort) {
+    fn time_asc(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
+        match (a, b) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    fn time_desc(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
+        match (a, b) {
+            (Some(a), Some(b)) => b.cmp(&a),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    runs.sort_by(|a, b| {
+        let primary = match sort {
+            TaskRunSort::IdDesc => Ordering::Equal,
+            TaskRunSort::ExpectedStartTimeAsc => {
+                time_asc(a.expected_start_time, b.expected_start_time)
+            }
+            TaskRunSort::ExpectedStartTimeDesc => {
+                time_desc(a.expected_start_time, b.expected_start_time)
+            }
+            TaskRunSort::NameAsc => a.name.cmp(&b.name),
+            TaskRunSort::NameDesc => b.name.cmp(&a.name),
+            TaskRunSort::EndTimeDesc => time_desc(a.end_time, b.end_time),
+        };
+        primary.then_with(|| b.id.cmp(&a.id))
+    });
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &Event) -> bool {
+        let resource_id = e.resource_id().to_owned();
+        let related: Vec<&str> = e
+            .related
+            .iter()
+            .filter_map(|r| r.get("prefect.resource.id").map(String::as_str))
+            .collect();
+        let starts = |prefixes: &Option<Vec<String>>, s: &str| {
+            prefixes
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|p| s.starts_with(p.as_str())))
+        };
+        self.occurred_since.is_none_or(|t| e.occurred >= t)
+            && self.occurred_until.is_none_or(|t| e.occurred <= t)
+            && any_of(self.ids.as_ref(), Some(&e.id))
+            && any_of(self.names.as_ref(), Some(&e.event))
+            && starts(&self.prefixes, &e.event)
+            && none_of(self.exclude_names.as_ref(), Some(&e.event))
+            && self
+                .exclude_prefixes
+                .as_ref()
+                .is_none_or(|ps| !ps.iter().any(|p| e.event.starts_with(p.as_str())))
+            && any_of(self.resource_ids.as_ref(), Some(&resource_id))
+            && starts(&self.resource_id_prefixes, &resource_id)
+            && self
+                .related_ids
+                .as_ref()
+                .is_none_or(|ids| related.iter().any(|r| ids.iter().any(|i| i == r)))
+            && self.any_resource_ids.as_ref().is_none_or(|ids| {
+                ids.contains(&resource_id) || related.iter().any(|r| ids.iter().any(|i| i == r))
+            })
+    }
+}
+
+/// Orders events by when they occurred (then id), oldest or newest first.
+pub fn sort_events(events: &mut [Event], ascending: bool) {
+    events.sort_by(|a, b| {
+        let o = a.occurred.cmp(&b.occurred).then(a.id.cmp(&b.id));
+        if ascending { o } else { o.reverse() }
+    });
 }

@@ -4,16 +4,16 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use sluice_core::domain::{
-    ApiKey, Artifact, BlockDocument, BlockSchema, BlockType, Deployment, Flow, FlowRun, Id,
-    LogEntry, PoolStatus, QueueStatus, State, StateType, Timestamp, Variable, WorkPool, WorkQueue,
-    Worker,
+    ApiKey, Artifact, BlockDocument, BlockSchema, BlockType, Deployment, Event, Flow, FlowRun, Id,
+    LogEntry, PoolStatus, QueueStatus, State, StateType, TaskRun, Timestamp, Variable, WorkPool,
+    WorkQueue, Worker,
 };
 
 use sluice_core::concurrency::{ConcurrencyLease, ConcurrencyLimit};
 
 use crate::{
-    ArtifactFilter, DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
-    StoreError, WorkPoolFilter, WorkerFilter,
+    ArtifactFilter, DeploymentFilter, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
+    LogFilter, StoreError, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -355,6 +355,54 @@ pub trait ConcurrencyStore: Send + Sync {
     async fn revoke_lease(&self, id: Id) -> Result<bool>;
 }
 
+/// Task runs and their state history. Runs reported by events are keyed by id; runs created
+/// through the API also by their natural key (flow run, task key, dynamic key).
+#[async_trait]
+pub trait TaskRunStore: Send + Sync {
+    /// Records runs reported by events, in order. A run is written when it is new or its state
+    /// is newer (by timestamp) than the stored one, which keeps its `created` and moves its
+    /// `version` on; its state joins the run's history unless a state with that id is there
+    /// already (so a resent event changes nothing). Returns how many runs were written.
+    async fn record_task_runs(&self, runs: &[TaskRun]) -> Result<usize>;
+    /// Creates a run unless one with its natural key exists (when `flow_run_id` is set): the
+    /// stored run and whether it was created. A created run's state joins its history.
+    async fn create_task_run(&self, run: &TaskRun) -> Result<(TaskRun, bool)>;
+    async fn read_task_run(&self, id: Id) -> Result<Option<TaskRun>>;
+    /// The runs the filter selects, sorted, paged.
+    async fn list_task_runs(
+        &self,
+        filter: &TaskRunFilter,
+        sort: TaskRunSort,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<TaskRun>>;
+    async fn count_task_runs(&self, filter: &TaskRunFilter) -> Result<usize>;
+    /// Replaces a run if its stored version is `run.version` (stored as version + 1); a new
+    /// state joins the history. `NotFound` when gone, `Conflict` when the version moved.
+    async fn update_task_run(&self, run: &TaskRun) -> Result<()>;
+    /// Deletes a run with its history.
+    async fn delete_task_run(&self, id: Id) -> Result<bool>;
+    /// A run's states, oldest first (by timestamp, then id).
+    async fn list_task_run_states(&self, task_run_id: Id) -> Result<Vec<State>>;
+}
+
+/// Events, stored once each by id, kept until they are older than the retention.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores the events not stored yet; returns the ids of those that were new, in order.
+    async fn put_events(&self, events: &[Event]) -> Result<Vec<Id>>;
+    /// The events the filter selects, ordered by `occurred` (then id) as the filter asks.
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Event>>;
+    async fn count_events(&self, filter: &EventFilter) -> Result<usize>;
+    /// Deletes up to `limit` events that occurred before `before`; how many went.
+    async fn delete_events_before(&self, before: Timestamp, limit: usize) -> Result<usize>;
+}
+
 /// Everything the services need, as one object they can share (`Arc<dyn Store>`).
 pub trait Store:
     PoolStore
@@ -368,6 +416,8 @@ pub trait Store:
     + LogStore
     + ApiKeyStore
     + ConcurrencyStore
+    + TaskRunStore
+    + EventStore
 {
 }
 
@@ -383,5 +433,7 @@ impl<T> Store for T where
         + LogStore
         + ApiKeyStore
         + ConcurrencyStore
+        + TaskRunStore
+        + EventStore
 {
 }

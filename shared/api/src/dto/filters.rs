@@ -6,8 +6,8 @@
 use serde_json::{Map, Value};
 use sluice_core::domain::{Id, StateType, Timestamp, WorkerStatus};
 use sluice_store::{
-    DeploymentFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter, WorkPoolFilter,
-    WorkerFilter,
+    DeploymentFilter, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort, LogFilter,
+    TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 
 use crate::error::ApiError;
@@ -473,5 +473,132 @@ pub fn log_filter(body: &Value) -> Result<LogFilter, ApiError> {
             ));
         }
     };
+    Ok(f)
+}
+
+/// A task-run query: `task_runs` criteria, a flow-run id criterion from `flow_runs`, sort, page.
+pub struct TaskRunQuery {
+    pub filter: TaskRunFilter,
+    pub sort: TaskRunSort,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+pub fn task_run_query(body: &Value) -> Result<TaskRunQuery, ApiError> {
+    let (limit, offset) = paging(body)?;
+    let mut c = Criteria::new("task_runs", body.get("task_runs"))?;
+    let mut f = TaskRunFilter::default();
+    {
+        let mut id = c.sub("id")?;
+        f.ids = id.ids("any_")?;
+        f.not_ids = id.ids("not_any_")?;
+        id.finish()?;
+        let mut name = c.sub("name")?;
+        f.names = name.strings("any_")?;
+        f.name_like = name.string("like_")?;
+        name.finish()?;
+        let mut tags = c.sub("tags")?;
+        f.tags_all = tags.strings("all_")?;
+        tags.finish()?;
+        let mut state = c.sub("state")?;
+        let mut st = state.sub("type")?;
+        f.state_types = state_types(st.strings("any_")?)?;
+        st.finish()?;
+        let mut sn = state.sub("name")?;
+        f.state_names = sn.strings("any_")?;
+        sn.finish()?;
+        state.finish()?;
+        let mut start = c.sub("start_time")?;
+        f.start_time_before = start.time("before_")?;
+        f.start_time_after = start.time("after_")?;
+        f.start_time_is_null = start.bool("is_null_")?;
+        start.finish()?;
+        let mut exp = c.sub("expected_start_time")?;
+        f.expected_start_time_before = exp.time("before_")?;
+        f.expected_start_time_after = exp.time("after_")?;
+        exp.finish()?;
+        let mut run = c.sub("flow_run_id")?;
+        f.flow_run_ids = run.ids("any_")?;
+        f.flow_run_is_null = run.bool("is_null_")?;
+        run.finish()?;
+    }
+    c.finish()?;
+    // The client's `read_task_runs(flow_run_filter=...)` names flow runs by id.
+    let mut runs = Criteria::new("flow_runs", body.get("flow_runs"))?;
+    if let Some(ids) = runs.sub("id")?.any_ids()? {
+        f.flow_run_ids = Some(match f.flow_run_ids.take() {
+            Some(mine) => mine.into_iter().filter(|i| ids.contains(i)).collect(),
+            None => ids,
+        });
+    }
+    runs.finish()?;
+    let sort = match body.get("sort").filter(|v| !v.is_null()) {
+        None => TaskRunSort::IdDesc,
+        Some(v) => match v.as_str().unwrap_or_default() {
+            "ID_DESC" => TaskRunSort::IdDesc,
+            "EXPECTED_START_TIME_ASC" | "NEXT_SCHEDULED_START_TIME_ASC" => {
+                TaskRunSort::ExpectedStartTimeAsc
+            }
+            "EXPECTED_START_TIME_DESC" => TaskRunSort::ExpectedStartTimeDesc,
+            "NAME_ASC" => TaskRunSort::NameAsc,
+            "NAME_DESC" => TaskRunSort::NameDesc,
+            "END_TIME_DESC" => TaskRunSort::EndTimeDesc,
+            other => return Err(bad("sort", &format!("{other:?} is not a supported sort"))),
+        },
+    };
+    Ok(TaskRunQuery {
+        filter: f,
+        sort,
+        limit,
+        offset,
+    })
+}
+
+/// Prefect's `EventFilter` (the `filter` of `/events/filter`, or of an `/events/out`
+/// subscription). Without `occurred`, every stored event is in range (Prefect's default
+/// reaches back 180 days; Sluice keeps events for its retention).
+pub fn event_filter(value: Option<&Value>) -> Result<EventFilter, ApiError> {
+    let mut c = Criteria::new("filter", value)?;
+    let mut f = EventFilter::default();
+    let mut occurred = c.sub("occurred")?;
+    f.occurred_since = occurred.time("since")?;
+    f.occurred_until = occurred.time("until")?;
+    occurred.finish()?;
+    let mut event = c.sub("event")?;
+    f.prefixes = event.strings("prefix")?;
+    f.exclude_prefixes = event.strings("exclude_prefix")?;
+    f.names = event.strings("name")?;
+    f.exclude_names = event.strings("exclude_name")?;
+    event.finish()?;
+    let mut resource = c.sub("resource")?;
+    f.resource_ids = resource.strings("id")?;
+    f.resource_id_prefixes = resource.strings("id_prefix")?;
+    if resource.bool("distinct")? == Some(true) {
+        return Err(bad(
+            "filter.resource.distinct",
+            "is not a filter Sluice supports",
+        ));
+    }
+    resource.finish()?;
+    let mut related = c.sub("related")?;
+    f.related_ids = related.strings("id")?;
+    related.finish()?;
+    let mut any = c.sub("any_resource")?;
+    f.any_resource_ids = any.strings("id")?;
+    any.finish()?;
+    let mut id = c.sub("id")?;
+    f.ids = id.ids("id")?;
+    id.finish()?;
+    f.ascending = match c.string("order")?.as_deref() {
+        None | Some("DESC") => false,
+        Some("ASC") => true,
+        Some(other) => {
+            return Err(bad(
+                "filter.order",
+                &format!("{other:?} is not ASC or DESC"),
+            ));
+        }
+    };
+    c.finish()?;
     Ok(f)
 }

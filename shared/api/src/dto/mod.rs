@@ -5,10 +5,12 @@ pub mod artifacts;
 pub mod blocks;
 pub mod concurrency;
 pub mod deployments;
+pub mod events;
 pub mod filters;
 pub mod misc;
 pub mod pools;
 pub mod runs;
+pub mod task_runs;
 
 use serde::{Deserialize, Deserializer};
 use sluice_core::domain::Timestamp;

@@ -4,10 +4,12 @@ mod artifacts;
 mod blocks;
 mod concurrency;
 mod deployments;
+mod events;
 mod flow_runs;
 mod flows;
 mod misc;
 mod pools;
+mod task_runs;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -119,6 +121,26 @@ pub fn routes() -> Router<AppState> {
         .route("/flow_runs/{id}/set_state", post(flow_runs::set_state))
         .route("/flow_run_states/", get(flow_runs::states))
         .route("/flow_run_states", get(flow_runs::states))
+        // task runs
+        .route("/task_runs/", post(task_runs::create))
+        .route("/task_runs", post(task_runs::create))
+        .route("/task_runs/filter", post(task_runs::filter))
+        .route("/task_runs/count", post(task_runs::count))
+        .route("/task_runs/paginate", post(task_runs::paginate))
+        .route(
+            "/task_runs/{id}",
+            get(task_runs::read)
+                .patch(task_runs::update)
+                .delete(task_runs::remove),
+        )
+        .route("/task_runs/{id}/set_state", post(task_runs::set_state))
+        .route("/task_run_states/", get(task_runs::states))
+        .route("/task_run_states", get(task_runs::states))
+        // events
+        .route("/events", post(events::create))
+        .route("/events/in", get(events::stream_in))
+        .route("/events/filter", post(events::filter))
+        .route("/events/filter/next", get(events::next_page))
         // variables
         .route("/variables/", post(misc::create_variable))
         .route("/variables", post(misc::create_variable))

@@ -9,6 +9,7 @@ mod flow_run;
 mod misc;
 mod names;
 mod state;
+mod task_run;
 mod work_pool;
 
 pub use deployment::{Deployment, DeploymentSchedule, DeploymentStatus};
@@ -16,6 +17,7 @@ pub use flow_run::{CreatedBy, FlowRun};
 pub use misc::{ApiKey, Artifact, BlockDocument, BlockSchema, BlockType, Flow, LogEntry, Variable};
 pub use names::{NameError, random_run_name, validate_name, validate_variable_name};
 pub use state::{State, StateType};
+pub use task_run::{Event, Resource, TaskRun};
 pub use work_pool::{
     PoolStatus, QueueStatus, WorkPool, WorkQueue, Worker, WorkerStatus, is_push_pool_type,
 };

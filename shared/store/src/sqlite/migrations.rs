@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V4_CONCURRENCY_LIMITS,
     V5_BLOCK_CATALOG,
     V6_ARTIFACTS,
+    V7_TASK_RUNS_AND_EVENTS,
 ];
 
 const V1_INITIAL: &str = r#"
@@ -325,6 +326,35 @@ CREATE TABLE artifact (
 ) STRICT;
 CREATE INDEX artifact_by_key ON artifact (key, created);
 CREATE INDEX artifact_by_flow_run ON artifact (flow_run_id);
+"#;
+
+// Task runs and events are stored as documents (`doc`, the domain type's JSON) with the
+// columns their queries narrow on beside them.
+const V7_TASK_RUNS_AND_EVENTS: &str = r#"
+CREATE TABLE task_run (
+    id              TEXT PRIMARY KEY NOT NULL,
+    -- No foreign key: the recorder may hear of a task run before (or without) its flow run.
+    flow_run_id     TEXT,
+    task_key        TEXT NOT NULL,
+    dynamic_key     TEXT NOT NULL,
+    state_timestamp TEXT,
+    version         INTEGER NOT NULL,
+    doc             TEXT NOT NULL
+) STRICT;
+CREATE INDEX task_run_by_flow_run ON task_run (flow_run_id, task_key, dynamic_key);
+CREATE TABLE task_run_state (
+    id          TEXT PRIMARY KEY NOT NULL,
+    task_run_id TEXT NOT NULL REFERENCES task_run (id) ON DELETE CASCADE,
+    timestamp   TEXT NOT NULL,
+    doc         TEXT NOT NULL
+) STRICT;
+CREATE INDEX task_run_state_by_run ON task_run_state (task_run_id, timestamp);
+CREATE TABLE event (
+    id       TEXT PRIMARY KEY NOT NULL,
+    occurred TEXT NOT NULL,
+    doc      TEXT NOT NULL
+) STRICT;
+CREATE INDEX event_by_occurred ON event (occurred, id);
 "#;
 
 /// The schema version recorded in the database file.

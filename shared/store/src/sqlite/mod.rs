@@ -13,12 +13,14 @@ mod block_catalog;
 mod codec;
 mod concurrency;
 mod deployments;
+mod events;
 mod flows;
 mod migrations;
 mod misc;
 mod pools;
 mod run_filter;
 mod runs;
+mod task_runs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

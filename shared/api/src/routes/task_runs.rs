@@ -1,0 +1,196 @@
+//! Task runs (`/task_runs`, `/task_run_states`, Prefect's `server/api/task_runs.py` and
+//! `task_run_states.py`): create (the parent task run of a subflow, older clients' task runs),
+//! read, filter, count, paginate, rename, set a state, delete; and a run's state history.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_services::TaskRunInput;
+
+use crate::AppState;
+use crate::dto::filters::{only_keys, task_run_query};
+use crate::dto::runs::SetStateBody;
+use crate::dto::task_runs::{TaskRunCreate, task_run_json, task_run_state_json};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, PathId};
+
+const FILTER_KEYS: [&str; 7] = [
+    "task_runs",
+    "flow_runs",
+    "sort",
+    "limit",
+    "offset",
+    "page",
+    "flows",
+];
+
+/// `flows` and `deployments` criteria narrow runs by what they belong to; Sluice answers them
+/// only when empty (the client sends them as null).
+fn refuse_unsupported(body: &Value) -> ApiResult<()> {
+    for key in ["flows", "deployments"] {
+        if body.get(key).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), key.into()],
+                format!("filtering task runs by {key} is not supported"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let create = TaskRunCreate::parse(body)?;
+    let now = app.services.now();
+    let (run, created) = app
+        .services
+        .create_task_run(TaskRunInput {
+            id: create.id,
+            flow_run_id: create.flow_run_id,
+            fields: create.fields,
+            state: create.state.map(|s| s.into_state(now)),
+        })
+        .await?;
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(task_run_json(&run, now))))
+}
+
+pub async fn read(State(app): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Value>> {
+    let run = app.services.read_task_run(id).await?;
+    Ok(Json(task_run_json(&run, app.services.now())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRunUpdate {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Body(body): Body<TaskRunUpdate>,
+) -> ApiResult<StatusCode> {
+    match body.name {
+        Some(name) => app.services.rename_task_run(id, name).await?,
+        None => {
+            app.services.read_task_run(id).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove(State(app): State<AppState>, PathId(id): PathId) -> ApiResult<StatusCode> {
+    app.services.delete_task_run(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn filter(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    only_keys(&body, &FILTER_KEYS)?;
+    refuse_unsupported(&body)?;
+    let q = task_run_query(&body)?;
+    let runs = app
+        .services
+        .list_task_runs(&q.filter, q.sort, Some(q.limit), q.offset)
+        .await?;
+    let now = app.services.now();
+    Ok(Json(runs.iter().map(|r| task_run_json(r, now)).collect()))
+}
+
+pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
+    only_keys(&body, &FILTER_KEYS)?;
+    refuse_unsupported(&body)?;
+    let q = task_run_query(&body)?;
+    Ok(Json(app.services.count_task_runs(&q.filter).await?))
+}
+
+/// `POST /task_runs/paginate`: `page` (from 1) and `limit` instead of an offset.
+pub async fn paginate(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    only_keys(&body, &FILTER_KEYS)?;
+    refuse_unsupported(&body)?;
+    let page = match body.get("page") {
+        None | Some(Value::Null) => 1,
+        Some(v) => v.as_u64().filter(|p| *p >= 1).ok_or_else(|| {
+            ApiError::invalid_field(vec!["body".into(), "page".into()], "must be an integer ≥ 1")
+        })? as usize,
+    };
+    let mut q = task_run_query(&body)?;
+    q.offset = (page - 1) * q.limit;
+    let total = app.services.count_task_runs(&q.filter).await?;
+    let runs = app
+        .services
+        .list_task_runs(&q.filter, q.sort, Some(q.limit), q.offset)
+        .await?;
+    let now = app.services.now();
+    let pages = if q.limit == 0 {
+        0
+    } else {
+        total.div_ceil(q.limit)
+    };
+    Ok(Json(json!({
+        "results": runs.iter().map(|r| task_run_json(r, now)).collect::<Vec<_>>(),
+        "count": total,
+        "limit": q.limit,
+        "pages": pages,
+        "page": page,
+    })))
+}
+
+/// Accepted as proposed (Prefect 3's engine reports task-run states as events; this serves
+/// older clients), answered in Prefect's orchestration-result shape.
+pub async fn set_state(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Body(body): Body<SetStateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let state = body.state.into_state(app.services.now());
+    let run = app.services.set_task_run_state(id, state).await?;
+    let state = run.state.as_ref().map(|s| task_run_state_json(s, &run));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"status": "ACCEPT", "state": state, "details": {"type": "accept_details"}})),
+    ))
+}
+
+/// `GET /task_run_states/?task_run_id=...`: the run's states, oldest first.
+pub async fn states(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let location = || vec![Value::from("query"), Value::from("task_run_id")];
+    let raw = q
+        .get("task_run_id")
+        .ok_or_else(|| ApiError::invalid_field(location(), "Field required: task_run_id"))?;
+    let id = raw.parse().map_err(|_| {
+        ApiError::invalid_field(
+            location(),
+            format!("Input should be a valid UUID, got {raw:?}"),
+        )
+    })?;
+    let run = app.services.read_task_run(id).await;
+    let states = app.services.task_run_states(id).await?;
+    Ok(Json(match run {
+        Ok(run) => states
+            .iter()
+            .map(|s| task_run_state_json(s, &run))
+            .collect(),
+        Err(_) => Vec::new(),
+    }))
+}
