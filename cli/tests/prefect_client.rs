@@ -14,20 +14,7 @@ use common::Server;
 use serde_json::{Value, json};
 
 fn venv() -> Option<PathBuf> {
-    match std::env::var_os("SLUICE_PREFECT_VENV") {
-        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-        _ => {
-            assert!(
-                std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
-                "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT_VENV is not set"
-            );
-            sluice_testkit::skip(
-                "prefect_client",
-                "SLUICE_PREFECT_VENV is not set (infra/test.sh sets it to a virtualenv with prefect)",
-            );
-            None
-        }
-    }
+    common::prefect_venv("prefect_client")
 }
 
 struct Prefect {

@@ -16,20 +16,7 @@ use common::{SLUICE, Server, dynamodb_store};
 use serde_json::Value;
 
 fn venv() -> Option<PathBuf> {
-    match std::env::var_os("SLUICE_PREFECT_VENV").filter(|v| !v.is_empty()) {
-        Some(v) => Some(PathBuf::from(v)),
-        None => {
-            assert!(
-                std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
-                "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT_VENV is not set"
-            );
-            sluice_testkit::skip(
-                "prefect_flows",
-                "SLUICE_PREFECT_VENV is not set (infra/test.sh sets it to a virtualenv with prefect)",
-            );
-            None
-        }
-    }
+    common::prefect_venv("prefect_flows")
 }
 
 /// `GET` on the server's API, which must succeed; the JSON answer.

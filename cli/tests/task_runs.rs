@@ -18,20 +18,7 @@ use common::{Server, dynamodb_store};
 use serde_json::{Value, json};
 
 fn venv() -> Option<PathBuf> {
-    match std::env::var_os("SLUICE_PREFECT_VENV").filter(|v| !v.is_empty()) {
-        Some(v) => Some(PathBuf::from(v)),
-        None => {
-            assert!(
-                std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
-                "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT_VENV is not set"
-            );
-            sluice_testkit::skip(
-                "task_runs",
-                "SLUICE_PREFECT_VENV is not set (infra/test.sh sets it to a virtualenv with prefect)",
-            );
-            None
-        }
-    }
+    common::prefect_venv("task_runs")
 }
 
 /// Twenty task runs: a task retried twice, a failing task the flow catches, `.map()` over ten

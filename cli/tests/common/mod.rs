@@ -20,6 +20,25 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// The virtualenv with Prefect that `infra/test.sh` names in `SLUICE_PREFECT_VENV`; without it
+/// `None`, with `test` recorded as skipped, unless `SLUICE_REQUIRE_PREFECT=1` demands it.
+pub fn prefect_venv(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os("SLUICE_PREFECT_VENV").filter(|v| !v.is_empty()) {
+        Some(v) => Some(std::path::PathBuf::from(v)),
+        None => {
+            assert!(
+                std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
+                "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT_VENV is not set"
+            );
+            sluice_testkit::skip(
+                test,
+                "SLUICE_PREFECT_VENV is not set (infra/test.sh sets it to a virtualenv with prefect)",
+            );
+            None
+        }
+    }
+}
+
 /// `--store dynamodb --table <a new name>` when an emulator (or account) is configured; else
 /// `None`, with `test` recorded as skipped.
 pub fn dynamodb_store(test: &str) -> Option<Vec<String>> {
