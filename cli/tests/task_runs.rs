@@ -1,7 +1,8 @@
 //! A real flow, written with the stock `prefect` SDK, run against `sluice server` (SQLite, and
 //! DynamoDB on the emulator): its task runs reach Sluice as events over the `/events/in`
 //! WebSocket and are recorded with the final state and state history Prefect's own server
-//! records for the same flow.
+//! records for the same flow. `prefect events stream` shows a flow's own event and the
+//! server's flow-run events live.
 //!
 //! The expectation below was produced by running this flow against `prefect server start`
 //! (3.9.1) and reading `/api/task_runs/filter` and `/api/task_run_states/` back.
@@ -218,4 +219,134 @@ fn a_flow_with_twenty_task_runs_is_recorded_on_dynamodb() {
         return;
     };
     task_runs_are_recorded_as_prefect_records_them(&store, &venv);
+}
+
+/// Emits an event of its own.
+const EMITTING_FLOW: &str = r#"
+from prefect import flow
+from prefect.events import emit_event
+
+
+@flow
+def announce():
+    emit_event(event="sluice.test.announced", resource={"prefect.resource.id": "sluice.test.1"}, payload={"n": 1})
+
+
+if __name__ == "__main__":
+    announce()
+"#;
+
+#[test]
+fn emitted_events_are_stored_and_streamed_live_by_prefect_events_stream() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some(venv) = venv() else {
+        return;
+    };
+    let server = Server::ready_with(&[]);
+    let project = tempfile::tempdir().expect("tempdir");
+    let mut stream = Command::new(venv.join("bin").join("prefect"))
+        .args(["events", "stream", "--format", "text"])
+        .current_dir(project.path())
+        .env("PREFECT_API_URL", &server.base)
+        .env("PREFECT_HOME", project.path().join(".prefect"))
+        .env_remove("PREFECT_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prefect events stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = stream.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    std::fs::write(project.path().join("flow.py"), EMITTING_FLOW).expect("flow file");
+    let out = Command::new(venv.join("bin").join("python"))
+        .arg("flow.py")
+        .current_dir(project.path())
+        .env("PREFECT_API_URL", &server.base)
+        .env("PREFECT_HOME", project.path().join(".prefect"))
+        .env_remove("PREFECT_API_KEY")
+        .output()
+        .expect("run the flow");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The stream shows the flow's event and the server's own flow-run events (backfilled or
+    // live, as the subscriber happened to connect).
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wanted = [
+        "sluice.test.announced",
+        "prefect.flow-run.Running",
+        "prefect.flow-run.Completed",
+    ];
+    while !wanted
+        .iter()
+        .all(|w| seen.iter().any(|l: &String| l.contains(w)))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = stream.kill();
+                panic!("prefect events stream showed only {seen:?}");
+            }
+        }
+    }
+    let _ = stream.kill();
+    let _ = stream.wait();
+
+    let found = server.api(
+        "POST",
+        "events/filter",
+        &json!({"filter": {"event": {"name": ["sluice.test.announced"]}}}),
+    );
+    assert_eq!(found["total"], 1, "{found}");
+    let event = &found["events"][0];
+    assert_eq!(event["resource"]["prefect.resource.id"], "sluice.test.1");
+    assert_eq!(event["payload"], json!({"n": 1}));
+    // The engine relates its event to the flow run it came from.
+    let related: Vec<&str> = event["related"]
+        .as_array()
+        .expect("related")
+        .iter()
+        .filter_map(|r| r["prefect.resource.role"].as_str())
+        .collect();
+    assert!(related.contains(&"flow-run"), "{related:?}");
+    let states = server.api(
+        "POST",
+        "events/filter",
+        &json!({"filter": {
+            "event": {"prefix": ["prefect.flow-run."], "exclude_name": ["prefect.flow-run.heartbeat"]},
+            "order": "ASC"
+        }}),
+    );
+    let names: Vec<&str> = states["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "prefect.flow-run.Pending",
+            "prefect.flow-run.Running",
+            "prefect.flow-run.Completed"
+        ]
+    );
 }

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod blocks;
 pub mod concurrency;
 pub mod domain;
+pub mod events;
 pub mod job_config;
 pub mod orchestration;
 pub mod pool_types;

@@ -1,15 +1,44 @@
 //! Events in: stored once each by id, and the task-run events among them recorded as task runs.
 //! Events out: read back through filters. Old events are dropped by a tick.
 
-use sluice_core::domain::{Event, Timestamp};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sluice_core::domain::{Event, FlowRun, Id, State, Timestamp};
+use sluice_core::events::{Related, flow_run_related, flow_run_state_change};
 use sluice_core::task_runs::task_run_from_event;
 use sluice_store::EventFilter;
+use tokio::sync::broadcast;
 
 use crate::Services;
 use crate::error::Result;
 
 /// Events deleted per purge round.
 const PURGE_BATCH: usize = 500;
+/// Events a slow live subscriber may fall behind by before it misses some.
+pub(crate) const LIVE_BUFFER: usize = 4096;
+/// Flow runs whose related resources are remembered (as Prefect's server caches them).
+const RELATED_CACHE_SIZE: usize = 1000;
+
+/// A flow run's related resources, by run: its flow, deployment, queue and pool do not change
+/// while it runs, so each state change need not read them again.
+#[derive(Default)]
+pub(crate) struct RelatedCache(Mutex<HashMap<Id, Arc<Vec<Related>>>>);
+
+impl RelatedCache {
+    fn get(&self, run: Id) -> Option<Arc<Vec<Related>>> {
+        self.0.lock().ok()?.get(&run).cloned()
+    }
+
+    fn put(&self, run: Id, related: Arc<Vec<Related>>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= RELATED_CACHE_SIZE {
+                map.clear();
+            }
+            map.insert(run, related);
+        }
+    }
+}
 
 impl Services {
     /// Takes in a batch of events. Task runs are recorded before the events are stored, so a
@@ -30,7 +59,102 @@ impl Services {
         if !runs.is_empty() {
             self.store.record_task_runs(&runs).await?;
         }
-        Ok(self.store.put_events(events).await?.len())
+        let new = self.store.put_events(events).await?;
+        if self.live_events.receiver_count() > 0 {
+            for event in events.iter().filter(|e| new.contains(&e.id)) {
+                // No subscriber left is not an error.
+                let _ = self.live_events.send(Arc::new(event.clone()));
+            }
+        }
+        Ok(new.len())
+    }
+
+    /// Events as this process stores them from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live_events.subscribe()
+    }
+
+    /// Emits `prefect.flow-run.<State>` for a state `run` just took (from `initial`), as
+    /// Prefect's server does. Best effort: a failure is logged, the state change stands.
+    pub(crate) async fn emit_flow_run_state_change(&self, run: &FlowRun, initial: Option<&State>) {
+        let related = match self.related_cache.get(run.id) {
+            Some(r) => r,
+            None => match self.flow_run_related(run).await {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    self.related_cache.put(run.id, Arc::clone(&r));
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run.id, error = %e, "flow-run event not emitted");
+                    return;
+                }
+            },
+        };
+        let Some(event) =
+            flow_run_state_change(run, initial, flow_run_related(run, &related), self.now())
+        else {
+            return;
+        };
+        if let Err(e) = self.ingest_events(std::slice::from_ref(&event)).await {
+            tracing::warn!(run = %run.id, error = %e, "flow-run event not stored");
+        }
+    }
+
+    async fn flow_run_related(&self, run: &FlowRun) -> Result<Vec<Related>> {
+        let mut out = Vec::new();
+        if let Some(flow) = self.store.read_flow(run.flow_id).await? {
+            out.push(Related {
+                kind: "flow",
+                id: flow.id,
+                name: flow.name,
+                tags: flow.tags,
+                labels: vec![],
+            });
+        }
+        if let Some(id) = run.deployment_id
+            && let Some(d) = self.store.read_deployment(id).await?
+        {
+            out.push(Related {
+                kind: "deployment",
+                id: d.id,
+                name: d.name,
+                tags: d.tags,
+                labels: vec![],
+            });
+        }
+        if let (Some(id), Some(name)) = (run.work_queue_id, &run.work_queue_name) {
+            out.push(Related {
+                kind: "work-queue",
+                id,
+                name: name.clone(),
+                tags: vec![],
+                labels: vec![],
+            });
+        }
+        if let Some(id) = run.work_pool_id
+            && let Some(pool) = self.store.read_work_pool(id).await?
+        {
+            out.push(Related {
+                kind: "work-pool",
+                id: pool.id,
+                name: pool.name,
+                tags: vec![],
+                labels: vec![("prefect.work-pool.type".to_owned(), pool.pool_type)],
+            });
+        }
+        if let Some(id) = run.parent_task_run_id
+            && let Some(t) = self.store.read_task_run(id).await?
+        {
+            out.push(Related {
+                kind: "task-run",
+                id: t.id,
+                name: t.name,
+                tags: t.tags,
+                labels: vec![],
+            });
+        }
+        Ok(out)
     }
 
     pub async fn read_events(

@@ -91,6 +91,10 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// Where new push runs are announced; `None` leaves them to the sweep.
     dispatch_queue: Option<Arc<dyn sluice_infra::DispatchQueue>>,
+    /// Events as this process stores them, for live subscribers (`/events/out`).
+    live_events: tokio::sync::broadcast::Sender<Arc<sluice_core::domain::Event>>,
+    /// What a flow run's events name besides the run, by run (see `events.rs`).
+    related_cache: Arc<events::RelatedCache>,
 }
 
 impl Services {
@@ -100,6 +104,8 @@ impl Services {
             clock,
             settings: Arc::new(settings),
             dispatch_queue: None,
+            live_events: tokio::sync::broadcast::channel(events::LIVE_BUFFER).0,
+            related_cache: Arc::default(),
         }
     }
 

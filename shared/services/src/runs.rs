@@ -167,6 +167,9 @@ impl Services {
             .unwrap_or_else(|| State::new(StateType::Pending, now));
         let run = orchestration::set_initial_state(run, state, now);
         let created = self.store.create_flow_run(&run).await?;
+        if created.created {
+            self.emit_flow_run_state_change(&created.value, None).await;
+        }
         if created.created && created.value.parent_task_run_id.is_some() {
             Box::pin(self.mirror_to_parent_task_run(&created.value)).await;
         }
@@ -332,6 +335,8 @@ impl Services {
             }
             match self.store.commit_flow_run_state(&updated, version).await {
                 Ok(_) => {
+                    self.emit_flow_run_state_change(&updated, run.state.as_ref())
+                        .await;
                     if updated.parent_task_run_id.is_some() {
                         Box::pin(self.mirror_to_parent_task_run(&updated)).await;
                     }

@@ -558,6 +558,30 @@ pub fn task_run_query(body: &Value) -> Result<TaskRunQuery, ApiError> {
 /// subscription). Without `occurred`, every stored event is in range (Prefect's default
 /// reaches back 180 days; Sluice keeps events for its retention).
 pub fn event_filter(value: Option<&Value>) -> Result<EventFilter, ApiError> {
+    let mut f = event_criteria(value)?;
+    // Prefect's client sends empty lists for criteria it does not set (`"id": {"id": []}`):
+    // an empty list is no criterion.
+    for list in [
+        &mut f.names,
+        &mut f.prefixes,
+        &mut f.exclude_names,
+        &mut f.exclude_prefixes,
+        &mut f.resource_ids,
+        &mut f.resource_id_prefixes,
+        &mut f.related_ids,
+        &mut f.any_resource_ids,
+    ] {
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
+    }
+    if f.ids.as_ref().is_some_and(Vec::is_empty) {
+        f.ids = None;
+    }
+    Ok(f)
+}
+
+fn event_criteria(value: Option<&Value>) -> Result<EventFilter, ApiError> {
     let mut c = Criteria::new("filter", value)?;
     let mut f = EventFilter::default();
     let mut occurred = c.sub("occurred")?;

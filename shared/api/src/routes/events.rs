@@ -1,5 +1,6 @@
 //! Events (Prefect's `server/api/events.py`): the `/events/in` WebSocket the engine streams
-//! task-run states and custom events into, `POST /events`, and reading them back.
+//! task-run states and custom events into, `POST /events`, reading them back, and the
+//! `/events/out` WebSocket that streams them live (`prefect events stream`).
 //!
 //! On the socket, Prefect's handshake: with the `prefect` subprotocol the first message is
 //! `{"type": "auth", "token": ...}`, answered `{"type": "auth_success"}`; with API keys on, the
@@ -47,7 +48,8 @@ pub async fn create(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn stream_in(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// Accepts the `prefect` subprotocol when the client offers it; whether it did.
+fn negotiate(ws: WebSocketUpgrade) -> (WebSocketUpgrade, bool) {
     let prefect = ws.requested_protocols().any(|p| {
         p.to_str()
             .is_ok_and(|s| s.split(',').any(|x| x.trim() == "prefect"))
@@ -57,7 +59,114 @@ pub async fn stream_in(State(app): State<AppState>, ws: WebSocketUpgrade) -> Res
     } else {
         ws
     };
+    (ws, prefect)
+}
+
+pub async fn stream_in(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let (ws, prefect) = negotiate(ws);
     ws.on_upgrade(move |socket| serve_in(app, socket, prefect))
+}
+
+pub async fn stream_out(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let (ws, prefect) = negotiate(ws);
+    ws.on_upgrade(move |socket| serve_out(app, socket, prefect))
+}
+
+/// How far back a subscriber's backfill reaches, at most (Prefect's default).
+const MAX_BACKFILL_MINUTES: i64 = 15;
+/// Events read per backfill query.
+const BACKFILL_PAGE: usize = 250;
+
+/// The next text message, skipping pings (their pongs go out with the next read).
+async fn next_text(socket: &mut WebSocket) -> Option<String> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Text(text))) => return Some(text.to_string()),
+            _ => return None,
+        }
+    }
+}
+
+/// `/events/out`: after the handshake the client sends `{"type": "filter", "filter": ...,
+/// "backfill": true}`; it gets the stored events of the last 15 minutes that match (oldest
+/// first), then every matching event this process stores, each as `{"type": "event", ...}`.
+async fn serve_out(app: AppState, mut socket: WebSocket, prefect: bool) {
+    if let Err((code, reason)) = handshake(&app, &mut socket, prefect).await {
+        return close(socket, code, reason).await;
+    }
+    let Some(message) = next_text(&mut socket)
+        .await
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .filter(|m| m["type"] == "filter")
+    else {
+        return close(socket, close_code::PROTOCOL, "Expected 'filter' message").await;
+    };
+    let mut filter = match event_filter(message.get("filter")) {
+        Ok(f) => f,
+        Err(e) => {
+            let reason = format!("Invalid filter: {e}");
+            return close(socket, close_code::PROTOCOL, &reason).await;
+        }
+    };
+    let earliest = app.services.now() - chrono::Duration::minutes(MAX_BACKFILL_MINUTES);
+    filter.occurred_since = Some(filter.occurred_since.map_or(earliest, |s| s.max(earliest)));
+    filter.ascending = true;
+    // Subscribed before the backfill is read, so nothing falls between the two.
+    let mut live = app.services.subscribe_events();
+    let mut sent = std::collections::HashSet::new();
+    if message.get("backfill") != Some(&Value::Bool(false)) {
+        let mut offset = 0;
+        loop {
+            let Ok(page) = app
+                .services
+                .read_events(&filter, BACKFILL_PAGE, offset)
+                .await
+            else {
+                return close(socket, close_code::ERROR, "events could not be read").await;
+            };
+            for event in &page {
+                sent.insert(event.id);
+                if send_event(&mut socket, event).await.is_err() {
+                    return;
+                }
+            }
+            if page.len() < BACKFILL_PAGE {
+                break;
+            }
+            offset += page.len();
+        }
+    }
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(event) => {
+                    if sent.remove(&event.id) || !filter.matches(&event) {
+                        continue;
+                    }
+                    if send_event(&mut socket, &event).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "an events subscriber fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send_event(
+    socket: &mut WebSocket,
+    event: &sluice_core::domain::Event,
+) -> Result<(), axum::Error> {
+    let message = json!({"type": "event", "event": event_json(event)}).to_string();
+    socket.send(Message::Text(message.into())).await
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &str) {
@@ -85,14 +194,10 @@ async fn handshake(
             )),
         };
     }
-    // The client pings before it authenticates (the pong goes out with the next read).
-    let first = loop {
-        match socket.recv().await {
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Text(text))) => break serde_json::from_str::<Value>(&text).ok(),
-            _ => break None,
-        }
-    };
+    // The client pings before it authenticates.
+    let first = next_text(socket)
+        .await
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
     let Some(first) = first.filter(|m| m["type"] == "auth") else {
         return Err((close_code::POLICY, "Expected 'auth' message"));
     };

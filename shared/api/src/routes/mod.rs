@@ -139,6 +139,7 @@ pub fn routes() -> Router<AppState> {
         // events
         .route("/events", post(events::create))
         .route("/events/in", get(events::stream_in))
+        .route("/events/out", get(events::stream_out))
         .route("/events/filter", post(events::filter))
         .route("/events/filter/next", get(events::next_page))
         // variables
