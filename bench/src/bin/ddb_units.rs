@@ -8,7 +8,10 @@
 //!    `create_flow_run` (a run due now, as `prefect deployment run` makes);
 //! 2. per run, for the runs due now: the worker's poll (`get_scheduled_flow_runs`, one run per poll), its claim
 //!    (`set_state` PENDING), then the engine's read of the run and its RUNNING and COMPLETED
-//!    proposals (each preceded by a read of the run, as the engine does).
+//!    proposals (each preceded by a read of the run, as the engine does);
+//! 3. per task run: the three state events (Pending, Running, Completed) Prefect 3.9's engine
+//!    sends for a task that succeeds at once, shaped as it shapes them, each taken in alone (as
+//!    the events socket takes them when they arrive one at a time).
 //!
 //! `cargo run --release -p sluice-bench --bin ddb_units` (a schedule every minute: the scheduler's
 //! defaults make an hour of runs).
@@ -80,6 +83,54 @@ async fn drive(api: &Api, id: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A task-run state event as Prefect 3.9's engine sends it (the fields and sizes of one it sent
+/// for a task `add(a, b)` that completed at once).
+fn task_run_event(
+    task_run: uuid::Uuid,
+    flow_run: &str,
+    i: usize,
+    name: &str,
+    state_type: &str,
+    previous: Option<&str>,
+) -> Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let state = |t: Option<&str>| {
+        t.map(|t| json!({"type": t, "name": t[..1].to_owned() + &t[1..].to_lowercase(), "message": "", "state_details": {}}))
+    };
+    json!({
+        "id": uuid::Uuid::now_v7(),
+        "occurred": now,
+        "event": format!("prefect.task-run.{name}"),
+        "resource": {
+            "prefect.orchestration": "client",
+            "prefect.resource.id": format!("prefect.task-run.{task_run}"),
+            "prefect.resource.name": format!("add-{i:03x}"),
+            "prefect.run-count": if state_type == "PENDING" { "0" } else { "1" },
+            "prefect.state-message": "",
+            "prefect.state-name": name,
+            "prefect.state-timestamp": now,
+            "prefect.state-type": state_type,
+        },
+        "related": [
+            {"prefect.resource.id": format!("prefect.flow-run.{flow_run}"), "prefect.resource.name": "curious-crane", "prefect.resource.role": "flow-run"},
+            {"prefect.resource.id": format!("prefect.flow.{}", uuid::Uuid::new_v4()), "prefect.resource.name": "parent", "prefect.resource.role": "flow"},
+        ],
+        "payload": {
+            "intended": {"from": previous, "to": state_type},
+            "initial_state": state(previous),
+            "validated_state": {"type": state_type, "name": name, "message": "", "state_details": {}, "data": null},
+            "task_run": {
+                "name": format!("add-{i:03x}"), "task_key": "add-907a5471",
+                "dynamic_key": uuid::Uuid::new_v4(),
+                "empirical_policy": {"max_retries": 0, "retry_delay_seconds": 0.0, "retries": 0, "retry_delay": 0},
+                "tags": [], "labels": {}, "task_inputs": {"a": [], "b": []},
+                "run_count": if state_type == "PENDING" { 0 } else { 1 }, "flow_run_run_count": 1,
+                "expected_start_time": now, "start_time": now, "total_run_time": 0.004
+            }
+        },
+    })
 }
 
 fn per_run(label: &str, u: Usage, runs: usize) {
@@ -218,6 +269,24 @@ async fn measure(store: &DynamoStore) -> Result<()> {
         }
     }
     let lifecycle_usage = store.usage();
+
+    // Task runs inside the last run, as the engine reports them.
+    store.reset_usage();
+    for i in 0..count {
+        let task_run = uuid::Uuid::now_v7();
+        let mut previous: Option<&str> = None;
+        for (name, state_type) in [
+            ("Pending", "PENDING"),
+            ("Running", "RUNNING"),
+            ("Completed", "COMPLETED"),
+        ] {
+            let event = task_run_event(task_run, &last_id, i, name, state_type, previous);
+            api.call(Method::POST, "/events", Some(json!([event])))
+                .await?;
+            previous = Some(state_type);
+        }
+    }
+    let task_usage = store.usage();
     let item = store
         .client()
         .get_item()
@@ -246,6 +315,11 @@ async fn measure(store: &DynamoStore) -> Result<()> {
     per_run(
         &format!("poll, claim, run, complete ({count})"),
         lifecycle_usage,
+        count,
+    );
+    per_run(
+        &format!("task run, 3 state events ({count})"),
+        task_usage,
         count,
     );
     #[allow(clippy::cast_precision_loss)]
