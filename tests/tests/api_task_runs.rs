@@ -230,3 +230,112 @@ async fn a_subflow_parent_task_run_is_created_once_and_follows_the_subflow() {
         (json!(1), json!(1))
     );
 }
+
+#[tokio::test]
+async fn the_ui_counts_task_runs_per_flow_run_by_state_and_over_time() {
+    let app = TestApp::new();
+    let (_, flow) = app.post("/flows/", json!({"name": "counted"})).await;
+    let (_, run) = app
+        .post(
+            "/flow_runs/",
+            json!({"flow_id": flow["id"], "state": {"type": "RUNNING"}}),
+        )
+        .await;
+    let run_id = run["id"].as_str().expect("id").to_owned();
+    let mut events = Vec::new();
+    for (i, (name, state_type)) in [
+        ("Completed", "COMPLETED"),
+        ("Failed", "FAILED"),
+        ("Running", "RUNNING"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = task_event(
+            &uuid::Uuid::new_v4().to_string(),
+            &run_id,
+            name,
+            state_type,
+            &format!("2026-12-07T10:0{i}:30Z"),
+        );
+        e["payload"]["task_run"]["start_time"] = json!(format!("2026-12-07T10:0{i}:10Z"));
+        e["payload"]["task_run"]["dynamic_key"] = json!(i.to_string());
+        events.push(e);
+    }
+    app.post("/events", Value::Array(events)).await;
+    // A subflow's parent task run is the subflow, not a task, to the UI.
+    let (_, tracker) = app
+        .post(
+            "/task_runs/",
+            json!({"flow_run_id": run_id, "task_key": "child", "dynamic_key": "0", "name": "child-0"}),
+        )
+        .await;
+    app.post(
+        "/flow_runs/",
+        json!({"flow_id": flow["id"], "parent_task_run_id": tracker["id"]}),
+    )
+    .await;
+
+    let other = uuid::Uuid::new_v4().to_string();
+    let (s, counts) = app
+        .post(
+            "/ui/flow_runs/count-task-runs",
+            json!({"flow_run_ids": [run_id, other]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{counts}");
+    assert_eq!(counts, json!({run_id.clone(): 3, other: 0}));
+
+    let (_, by_state) = app
+        .post(
+            "/ui/task_runs/count",
+            json!({"task_runs": {"flow_run_id": {"any_": [run_id]}}}),
+        )
+        .await;
+    assert_eq!(by_state["COMPLETED"], 1);
+    assert_eq!(by_state["FAILED"], 1);
+    assert_eq!(by_state["RUNNING"], 1);
+    assert_eq!(by_state["PENDING"], 1, "the subflow's parent task run");
+    assert_eq!(by_state["SCHEDULED"], 0);
+
+    let (s, buckets) = app
+        .post(
+            "/ui/task_runs/dashboard/counts",
+            json!({"task_runs": {"start_time": {"after_": "2026-12-07T10:00:00Z", "before_": "2026-12-07T10:20:00Z"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{buckets}");
+    let buckets = buckets.as_array().expect("buckets");
+    assert_eq!(buckets.len(), 20);
+    assert_eq!(
+        buckets[0],
+        json!({"completed": 1, "failed": 0}),
+        "10:00-10:01"
+    );
+    assert_eq!(
+        buckets[1],
+        json!({"completed": 0, "failed": 1}),
+        "10:01-10:02"
+    );
+    let total: u64 = buckets
+        .iter()
+        .map(|b| b["completed"].as_u64().unwrap_or(0) + b["failed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 2, "only runs in a final state");
+    let (s, _) = app
+        .post("/ui/task_runs/dashboard/counts", json!({"task_runs": {}}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the window's start is required"
+    );
+
+    let (_, named) = app
+        .get(&format!(
+            "/ui/task_runs/{}",
+            tracker["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(named["flow_run_name"], run["name"]);
+}

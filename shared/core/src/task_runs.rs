@@ -257,6 +257,42 @@ pub fn with_state(run: &TaskRun, mut state: State, now: Timestamp) -> TaskRun {
     next
 }
 
+/// Buckets of the UI's task-run dashboard (Prefect's `/ui/task_runs/dashboard/counts`): the
+/// window from `start` (to the minute) to `end` cut into `buckets` equal spans; each counts the
+/// runs in a final state that started in it, FAILED and CRASHED as failed, the rest as
+/// completed. `(completed, failed)` per bucket, oldest first.
+pub fn dashboard_counts(
+    runs: &[TaskRun],
+    start: Timestamp,
+    end: Timestamp,
+    buckets: usize,
+) -> Vec<(usize, usize)> {
+    let mut out = vec![(0, 0); buckets];
+    let window = (end - start).num_microseconds().unwrap_or(0) as f64;
+    if window <= 0.0 || buckets == 0 {
+        return out;
+    }
+    let span = window / buckets as f64;
+    for run in runs {
+        let (Some(state), Some(started)) = (&run.state, run.start_time) else {
+            continue;
+        };
+        if !state.state_type.is_terminal() || started < start {
+            continue;
+        }
+        let offset = (started - start).num_microseconds().unwrap_or(0) as f64;
+        let Some(slot) = out.get_mut((offset / span) as usize) else {
+            continue;
+        };
+        if matches!(state.state_type, StateType::Failed | StateType::Crashed) {
+            slot.1 += 1;
+        } else {
+            slot.0 += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +413,32 @@ mod tests {
             recorded(Some(&next), &done).is_none(),
             "the same state again"
         );
+    }
+
+    #[test]
+    fn the_dashboard_counts_final_runs_by_when_they_started() {
+        let finished = |second: i64, t: StateType| {
+            let mut run = task_run_from_fields(
+                Id::new_v4(),
+                None,
+                json!({"task_key": "k"}).as_object().expect("object"),
+                at(0),
+            )
+            .expect("valid");
+            run.start_time = Some(at(second));
+            run.state = Some(State::new(t, at(second + 1)));
+            run
+        };
+        let runs = [
+            finished(0, StateType::Completed),
+            finished(5, StateType::Failed),
+            finished(15, StateType::Crashed),
+            finished(19, StateType::Cancelled),
+            finished(12, StateType::Running),
+            finished(25, StateType::Completed),
+        ];
+        let counts = dashboard_counts(&runs, at(0), at(20), 2);
+        assert_eq!(counts, [(1, 1), (1, 1)]);
     }
 
     #[test]

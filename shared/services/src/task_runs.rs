@@ -5,7 +5,7 @@
 use serde_json::Value;
 use sluice_core::domain::{FlowRun, Id, JsonMap, State, TaskRun};
 use sluice_core::task_runs::{self as rules, task_run_from_fields};
-use sluice_store::{StoreError, TaskRunFilter, TaskRunSort};
+use sluice_store::{FlowRunFilter, FlowRunSort, StoreError, TaskRunFilter, TaskRunSort};
 
 use crate::Services;
 use crate::error::{Result, ServiceError};
@@ -119,6 +119,46 @@ impl Services {
         Err(ServiceError::Conflict(format!(
             "task run {id} kept changing; try again"
         )))
+    }
+
+    /// Task runs per flow run, leaving out the parent task runs of subflows (the UI shows
+    /// those as the subflows themselves), as Prefect's `/ui/flow_runs/count-task-runs`.
+    pub async fn count_task_runs_by_flow_run(
+        &self,
+        flow_run_ids: &[Id],
+    ) -> Result<Vec<(Id, usize)>> {
+        let filter = TaskRunFilter {
+            flow_run_ids: Some(flow_run_ids.to_vec()),
+            ..TaskRunFilter::default()
+        };
+        let runs = self
+            .store
+            .list_task_runs(&filter, TaskRunSort::IdDesc, None, 0)
+            .await?;
+        let parents = FlowRunFilter {
+            parent_task_run_ids: Some(runs.iter().map(|r| r.id).collect()),
+            ..FlowRunFilter::default()
+        };
+        let trackers: std::collections::HashSet<Id> = if runs.is_empty() {
+            Default::default()
+        } else {
+            self.store
+                .list_flow_runs(&parents, FlowRunSort::IdDesc, None, 0)
+                .await?
+                .into_iter()
+                .filter_map(|f| f.parent_task_run_id)
+                .collect()
+        };
+        Ok(flow_run_ids
+            .iter()
+            .map(|id| {
+                let n = runs
+                    .iter()
+                    .filter(|r| r.flow_run_id == Some(*id) && !trackers.contains(&r.id))
+                    .count();
+                (*id, n)
+            })
+            .collect())
     }
 
     /// A subflow's parent task run takes the state the subflow just took (a copy with its own

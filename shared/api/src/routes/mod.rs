@@ -10,6 +10,7 @@ mod flows;
 mod misc;
 mod pools;
 mod task_runs;
+mod ui;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -136,6 +137,17 @@ pub fn routes() -> Router<AppState> {
         .route("/task_runs/{id}/set_state", post(task_runs::set_state))
         .route("/task_run_states/", get(task_runs::states))
         .route("/task_run_states", get(task_runs::states))
+        // the UI's task-run counts
+        .route(
+            "/ui/flow_runs/count-task-runs",
+            post(ui::count_task_runs_by_flow_run),
+        )
+        .route(
+            "/ui/task_runs/dashboard/counts",
+            post(ui::dashboard_counts_route),
+        )
+        .route("/ui/task_runs/count", post(ui::count_by_state))
+        .route("/ui/task_runs/{id}", get(ui::read_task_run))
         // events
         .route("/events", post(events::create))
         .route("/events/in", get(events::stream_in))

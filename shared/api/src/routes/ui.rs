@@ -1,0 +1,156 @@
+//! The routes Prefect's UI calls for task runs (Prefect's `server/api/ui/task_runs.py` and
+//! `ui/flow_runs.py`): task-run counts per flow run, by state, and per time bucket for the
+//! dashboard, and a task run with its flow run's name.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_core::domain::{Id, StateType};
+use sluice_core::task_runs::dashboard_counts;
+use sluice_store::TaskRunSort;
+
+use crate::AppState;
+use crate::dto::filters::{only_keys, task_run_query};
+use crate::dto::task_runs::task_run_json;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, PathId};
+
+/// Prefect's limit on one request's flow runs.
+const MAX_FLOW_RUN_IDS: usize = 200;
+/// The dashboard's buckets.
+const DASHBOARD_BUCKETS: usize = 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountTaskRunsBody {
+    flow_run_ids: Vec<Id>,
+}
+
+pub async fn count_task_runs_by_flow_run(
+    State(app): State<AppState>,
+    Body(body): Body<CountTaskRunsBody>,
+) -> ApiResult<Json<BTreeMap<String, usize>>> {
+    if body.flow_run_ids.len() > MAX_FLOW_RUN_IDS {
+        return Err(ApiError::invalid_field(
+            vec!["body".into(), "flow_run_ids".into()],
+            format!("at most {MAX_FLOW_RUN_IDS} flow runs"),
+        ));
+    }
+    let counts = app
+        .services
+        .count_task_runs_by_flow_run(&body.flow_run_ids)
+        .await?;
+    Ok(Json(
+        counts
+            .into_iter()
+            .map(|(id, n)| (id.to_string(), n))
+            .collect(),
+    ))
+}
+
+/// Criteria of the related objects the UI may send; Sluice answers them only when empty.
+fn refuse_related(body: &Value, keys: &[&str]) -> ApiResult<()> {
+    for key in keys {
+        if body.get(*key).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), (*key).into()],
+                format!("counting task runs by {key} is not supported"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn dashboard_counts_route(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    const RELATED: [&str; 5] = [
+        "flows",
+        "flow_runs",
+        "deployments",
+        "work_pools",
+        "work_queues",
+    ];
+    let mut allowed = vec!["task_runs"];
+    allowed.extend(RELATED);
+    only_keys(&body, &allowed)?;
+    refuse_related(&body, &RELATED)?;
+    let mut q = task_run_query(&body)?;
+    let Some(after) = q.filter.start_time_after else {
+        return Err(ApiError::unprocessable(
+            "task_runs.start_time.after_ is required",
+        ));
+    };
+    let start = after
+        - chrono::Duration::nanoseconds(i64::from(chrono::Timelike::nanosecond(&after)))
+        - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&after)));
+    let end = q
+        .filter
+        .start_time_before
+        .unwrap_or_else(|| app.services.now());
+    q.filter.state_types = Some(
+        StateType::ALL
+            .into_iter()
+            .filter(|t| t.is_terminal())
+            .collect(),
+    );
+    let runs = app
+        .services
+        .list_task_runs(&q.filter, TaskRunSort::IdDesc, None, 0)
+        .await?;
+    Ok(Json(
+        dashboard_counts(&runs, start, end, DASHBOARD_BUCKETS)
+            .into_iter()
+            .map(|(completed, failed)| json!({"completed": completed, "failed": failed}))
+            .collect(),
+    ))
+}
+
+pub async fn count_by_state(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<BTreeMap<&'static str, usize>>> {
+    only_keys(&body, &["task_runs", "flows", "flow_runs", "deployments"])?;
+    refuse_related(&body, &["flows", "deployments"])?;
+    let q = task_run_query(&body)?;
+    let runs = app
+        .services
+        .list_task_runs(&q.filter, TaskRunSort::IdDesc, None, 0)
+        .await?;
+    let mut counts: BTreeMap<&'static str, usize> =
+        StateType::ALL.iter().map(|t| (t.as_str(), 0)).collect();
+    for run in &runs {
+        if let Some(s) = &run.state {
+            *counts.entry(s.state_type.as_str()).or_default() += 1;
+        }
+    }
+    Ok(Json(counts))
+}
+
+/// A task run with the name of its flow run.
+pub async fn read_task_run(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Json<Value>> {
+    let run = app
+        .services
+        .read_task_run(id)
+        .await
+        .map_err(|_| ApiError::not_found("Task not found"))?;
+    let flow_run_name = match run.flow_run_id {
+        Some(f) => app
+            .services
+            .read_flow_run(f)
+            .await
+            .ok()
+            .map(|v| v.value.name),
+        None => None,
+    };
+    let mut out = task_run_json(&run, app.services.now());
+    out["flow_run_name"] = json!(flow_run_name);
+    Ok(Json(out))
+}
