@@ -1,12 +1,115 @@
 //! The events Sluice's server emits itself, in the form Prefect's server gives them: a flow
 //! run's state change (`prefect.flow-run.<State name>`), with the run's flow, deployment, work
-//! queue, work pool, parent task run and tags as related resources.
+//! queue, work pool, parent task run and tags as related resources; and the status changes of
+//! work pools, work queues and deployments (`prefect.work-pool.ready`, `...not-ready`, ...).
 
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::domain::{Event, FlowRun, Id, JsonMap, Resource, State, Timestamp};
+use crate::domain::{
+    Deployment, DeploymentStatus, Event, FlowRun, Id, JsonMap, PoolStatus, QueueStatus, Resource,
+    State, Timestamp, WorkPool, WorkQueue,
+};
+
+fn kebab(status: &str) -> String {
+    status.to_lowercase().replace('_', "-")
+}
+
+fn status_event(name: String, resource: Resource, related: Vec<Resource>, now: Timestamp) -> Event {
+    Event {
+        id: uuid::Uuid::now_v7(),
+        occurred: now,
+        event: name,
+        resource,
+        related,
+        payload: JsonMap::new(),
+        follows: None,
+        received: now,
+    }
+}
+
+fn named(id: &str, name: &str, role: Option<&str>) -> Resource {
+    let mut r = resource(id, role);
+    r.insert("prefect.resource.name".to_owned(), name.to_owned());
+    r
+}
+
+fn pool_resource(pool: &WorkPool, role: Option<&str>) -> Resource {
+    let mut r = named(&format!("prefect.work-pool.{}", pool.id), &pool.name, role);
+    r.insert("prefect.work-pool.type".to_owned(), pool.pool_type.clone());
+    r
+}
+
+/// `prefect.work-pool.<status>`: a pool became READY, NOT_READY or PAUSED.
+pub fn work_pool_status(pool: &WorkPool, status: PoolStatus, now: Timestamp) -> Event {
+    status_event(
+        format!("prefect.work-pool.{}", kebab(status.as_str())),
+        pool_resource(pool, None),
+        Vec::new(),
+        now,
+    )
+}
+
+/// `prefect.work-queue.<status>`, related to the queue's pool.
+pub fn work_queue_status(
+    queue: &WorkQueue,
+    pool: Option<&WorkPool>,
+    status: QueueStatus,
+    now: Timestamp,
+) -> Event {
+    status_event(
+        format!("prefect.work-queue.{}", kebab(status.as_str())),
+        named(
+            &format!("prefect.work-queue.{}", queue.id),
+            &queue.name,
+            Some("work-queue"),
+        ),
+        pool.map(|p| pool_resource(p, Some("work-pool")))
+            .into_iter()
+            .collect(),
+        now,
+    )
+}
+
+/// `prefect.deployment.<status>`, related to its flow, work queue and work pool.
+pub fn deployment_status(
+    deployment: &Deployment,
+    flow_name: Option<&str>,
+    queue: Option<&WorkQueue>,
+    pool: Option<&WorkPool>,
+    status: DeploymentStatus,
+    now: Timestamp,
+) -> Event {
+    let mut related = Vec::new();
+    if let Some(name) = flow_name {
+        related.push(named(
+            &format!("prefect.flow.{}", deployment.flow_id),
+            name,
+            Some("flow"),
+        ));
+    }
+    if let Some(q) = queue {
+        related.push(named(
+            &format!("prefect.work-queue.{}", q.id),
+            &q.name,
+            Some("work-queue"),
+        ));
+    }
+    if let Some(p) = pool {
+        related.push(pool_resource(p, Some("work-pool")));
+    }
+    status_event(
+        format!("prefect.deployment.{}", kebab(status.as_str())),
+        named(
+            &format!("prefect.deployment.{}", deployment.id),
+            &deployment.name,
+            None,
+        ),
+        related,
+        now,
+    )
+}
 
 /// A related resource of one kind: its id, name and tags, and any extra labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,5 +307,48 @@ mod tests {
         );
         let later = flow_run_state_change(&run, Some(&pending), vec![], at(1000)).expect("state");
         assert_eq!(later.follows, None, "too far apart to be linked");
+    }
+
+    #[test]
+    fn status_changes_are_named_in_kebab_case_with_their_pool() {
+        let pool = WorkPool {
+            id: Id::new_v4(),
+            created: at(0),
+            updated: at(0),
+            name: "ecs-pool".to_owned(),
+            description: None,
+            pool_type: "ecs:push".to_owned(),
+            base_job_template: json!({}),
+            is_paused: false,
+            concurrency_limit: None,
+            status: Some(PoolStatus::Ready),
+            default_queue_id: None,
+            storage_configuration: json!({}),
+        };
+        let queue = WorkQueue {
+            id: Id::new_v4(),
+            created: at(0),
+            updated: at(0),
+            name: "default".to_owned(),
+            description: String::new(),
+            is_paused: false,
+            concurrency_limit: None,
+            priority: 1,
+            work_pool_id: pool.id,
+            last_polled: None,
+            status: PoolStatus::NotReady,
+        };
+        let e = work_pool_status(&pool, PoolStatus::NotReady, at(1));
+        assert_eq!(e.event, "prefect.work-pool.not-ready");
+        assert_eq!(e.resource["prefect.work-pool.type"], "ecs:push");
+        let e = work_queue_status(&queue, Some(&pool), PoolStatus::Ready, at(1));
+        assert_eq!(e.event, "prefect.work-queue.ready");
+        assert_eq!(e.resource["prefect.resource.role"], "work-queue");
+        assert_eq!(e.related[0]["prefect.resource.role"], "work-pool");
+        assert_ne!(
+            work_pool_status(&pool, PoolStatus::Ready, at(1)).id,
+            work_pool_status(&pool, PoolStatus::Ready, at(1)).id,
+            "each change is its own event"
+        );
     }
 }

@@ -4,8 +4,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sluice_core::domain::{Event, FlowRun, Id, State, Timestamp};
-use sluice_core::events::{Related, flow_run_related, flow_run_state_change};
+use sluice_core::domain::{
+    Deployment, DeploymentStatus, Event, FlowRun, Id, PoolStatus, QueueStatus, State, Timestamp,
+    WorkPool, WorkQueue,
+};
+use sluice_core::events::{
+    Related, deployment_status, flow_run_related, flow_run_state_change, work_pool_status,
+    work_queue_status,
+};
 use sluice_core::task_runs::task_run_from_event;
 use sluice_store::EventFilter;
 use tokio::sync::broadcast;
@@ -99,6 +105,68 @@ impl Services {
         if let Err(e) = self.ingest_events(std::slice::from_ref(&event)).await {
             tracing::warn!(run = %run.id, error = %e, "flow-run event not stored");
         }
+    }
+
+    /// Stores an event the server itself emits. Best effort: a failure is logged, the change
+    /// the event tells of stands.
+    async fn emit(&self, event: Event) {
+        if let Err(e) = self.ingest_events(std::slice::from_ref(&event)).await {
+            tracing::warn!(event = %event.event, error = %e, "event not stored");
+        }
+    }
+
+    pub(crate) async fn emit_pool_status(&self, pool: &WorkPool, status: PoolStatus) {
+        self.emit(work_pool_status(pool, status, self.now())).await;
+    }
+
+    /// With the queue's pool when the caller has it (else it is read).
+    pub(crate) async fn emit_queue_status(
+        &self,
+        queue: &WorkQueue,
+        pool: Option<&WorkPool>,
+        status: QueueStatus,
+    ) {
+        let read;
+        let pool = match pool {
+            Some(p) => Some(p),
+            None => {
+                read = self
+                    .store
+                    .read_work_pool(queue.work_pool_id)
+                    .await
+                    .ok()
+                    .flatten();
+                read.as_ref()
+            }
+        };
+        self.emit(work_queue_status(queue, pool, status, self.now()))
+            .await;
+    }
+
+    pub(crate) async fn emit_deployment_status(&self, d: &Deployment, status: DeploymentStatus) {
+        let flow = self.store.read_flow(d.flow_id).await.ok().flatten();
+        let queue = match d.work_queue_id {
+            Some(id) => self.store.read_work_queue(id).await.ok().flatten(),
+            None => None,
+        };
+        let pool = match &queue {
+            Some(q) => self
+                .store
+                .read_work_pool(q.work_pool_id)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let event = deployment_status(
+            d,
+            flow.as_ref().map(|f| f.name.as_str()),
+            queue.as_ref(),
+            pool.as_ref(),
+            status,
+            self.now(),
+        );
+        self.emit(event).await;
     }
 
     async fn flow_run_related(&self, run: &FlowRun) -> Result<Vec<Related>> {

@@ -62,6 +62,7 @@ pub async fn tick(services: &Services) -> Result<ForemanReport> {
                     .await?
             {
                 report.pools_not_ready += 1;
+                services.emit_pool_status(&pool, PoolStatus::NotReady).await;
             }
         }
         for queue in services.store.list_work_queues(pool.id).await? {
@@ -78,6 +79,9 @@ pub async fn tick(services: &Services) -> Result<ForemanReport> {
                     .await?
             {
                 report.queues_not_ready += 1;
+                services
+                    .emit_queue_status(&queue, Some(&pool), QueueStatus::NotReady)
+                    .await;
             }
         }
     }
@@ -114,6 +118,9 @@ async fn mark_idle_deployments(services: &Services, now: Timestamp) -> Result<us
                 .await?
         {
             marked += 1;
+            services
+                .emit_deployment_status(&d, DeploymentStatus::NotReady)
+                .await;
         }
     }
     Ok(marked)

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 use sluice_core::domain::{
-    FlowRun, Id, JsonMap, PoolStatus, QueueStatus, StateType, Timestamp, WorkPool, WorkQueue,
-    Worker, WorkerStatus, validate_name,
+    DeploymentStatus, FlowRun, Id, JsonMap, PoolStatus, QueueStatus, StateType, Timestamp,
+    WorkPool, WorkQueue, Worker, WorkerStatus, validate_name,
 };
 use sluice_core::{pool_types, schema};
 use sluice_store::{DeploymentFilter, FlowRunFilter, FlowRunSort, WorkerFilter};
@@ -423,10 +423,13 @@ impl Services {
             .store
             .record_worker_heartbeat(pool.id, worker_name, heartbeat_interval_seconds, self.now())
             .await?;
-        if pool.status == Some(PoolStatus::NotReady) {
-            self.store
+        if pool.status == Some(PoolStatus::NotReady)
+            && self
+                .store
                 .transition_work_pool_status(pool.id, Some(PoolStatus::NotReady), PoolStatus::Ready)
-                .await?;
+                .await?
+        {
+            self.emit_pool_status(&pool, PoolStatus::Ready).await;
         }
         Ok(worker)
     }
@@ -532,9 +535,13 @@ impl Services {
         let ids: Vec<Id> = queues.iter().map(|q| q.id).collect();
         self.store.touch_work_queues(&ids, now).await?;
         for q in queues.iter().filter(|q| q.status == QueueStatus::NotReady) {
-            self.store
+            if self
+                .store
                 .transition_work_queue_status(q.id, QueueStatus::NotReady, QueueStatus::Ready)
-                .await?;
+                .await?
+            {
+                self.emit_queue_status(q, None, QueueStatus::Ready).await;
+            }
         }
         if ids.is_empty() {
             return Ok(());
@@ -543,17 +550,20 @@ impl Services {
             work_queue_ids: Some(ids),
             ..Default::default()
         };
-        let deployment_ids: Vec<Id> = self
-            .store
-            .list_deployments(&filter, None, 0)
-            .await?
-            .into_iter()
-            .map(|d| d.id)
-            .collect();
+        let deployments = self.store.list_deployments(&filter, None, 0).await?;
+        let deployment_ids: Vec<Id> = deployments.iter().map(|d| d.id).collect();
         if !deployment_ids.is_empty() {
             self.store
                 .mark_deployments_polled(&deployment_ids, now)
                 .await?;
+        }
+        // Those that were not ready are now (as read before the poll was recorded).
+        for d in deployments
+            .iter()
+            .filter(|d| d.status == DeploymentStatus::NotReady)
+        {
+            self.emit_deployment_status(d, DeploymentStatus::Ready)
+                .await;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use sluice_core::domain::{
 };
 use sluice_services::foreman::{self, ForemanReport};
 use sluice_services::{ScheduledRunsQuery, WorkPoolInput, WorkQueueInput};
-use sluice_store::WorkerFilter;
+use sluice_store::{EventFilter, WorkerFilter};
 
 use crate::common::{Env, at, env, t0};
 
@@ -19,6 +19,29 @@ async fn worker(env: &Env, pool: &WorkPool, name: &str) -> Worker {
         .into_iter()
         .find(|w| w.name == name)
         .expect("the worker exists")
+}
+
+/// The status events emitted so far, oldest first, as `(event, resource name)`.
+async fn status_events(env: &Env) -> Vec<(String, String)> {
+    let filter = EventFilter {
+        ascending: true,
+        ..EventFilter::default()
+    };
+    env.services
+        .read_events(&filter, 100, 0)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| !e.event.starts_with("prefect.flow-run."))
+        .map(|e| {
+            let name = e
+                .resource
+                .get("prefect.resource.name")
+                .cloned()
+                .unwrap_or_default();
+            (e.event, name)
+        })
+        .collect()
 }
 
 async fn pool_status(env: &Env, name: &str) -> Option<PoolStatus> {
@@ -112,6 +135,21 @@ async fn three_missed_heartbeats_take_the_worker_offline_and_the_pool_not_ready(
         .expect("heartbeat");
     assert_eq!(worker(&env, &pool, "w").await.status, WorkerStatus::Online);
     assert_eq!(pool_status(&env, "pool").await, Some(PoolStatus::Ready));
+
+    // Each change of the pool's status is an event, as Prefect's server emits them.
+    let pool_events: Vec<String> = status_events(&env)
+        .await
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(
+        pool_events,
+        [
+            "prefect.work-pool.ready",
+            "prefect.work-pool.not-ready",
+            "prefect.work-pool.ready"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -327,5 +365,23 @@ async fn deployments_follow_the_polls_of_their_queue() {
             .expect("read")
             .status,
         DeploymentStatus::NotReady
+    );
+    assert_eq!(
+        status_events(&env).await,
+        [
+            ("prefect.work-queue.ready".to_owned(), "default".to_owned()),
+            (
+                "prefect.deployment.ready".to_owned(),
+                "on-demand".to_owned()
+            ),
+            (
+                "prefect.work-queue.not-ready".to_owned(),
+                "default".to_owned()
+            ),
+            (
+                "prefect.deployment.not-ready".to_owned(),
+                "on-demand".to_owned()
+            ),
+        ]
     );
 }
