@@ -238,6 +238,32 @@ async fn a_due_ecs_run_is_submitted_once_even_when_dispatched_twice_and_then_com
         .collect();
     assert!(run_env.contains(&("PREFECT__FLOW_RUN_ID".to_owned(), run.to_string())));
 
+    // The submission is in the event feed, once, naming the task it started.
+    let submitted = env
+        .app
+        .services
+        .read_events(
+            &sluice_store::EventFilter {
+                names: Some(vec!["sluice.push.submitted".to_owned()]),
+                ..Default::default()
+            },
+            10,
+            0,
+        )
+        .await
+        .expect("events");
+    assert_eq!(submitted.len(), 1, "{submitted:?}");
+    assert_eq!(submitted[0].resource_id(), format!("prefect.flow-run.{run}"));
+    let infrastructure = submitted[0]
+        .related_in_role("infrastructure")
+        .expect("the task");
+    assert_eq!(
+        infrastructure["prefect.resource.id"],
+        format!("aws.ecs.task.{}::{}", env.target.cluster, tasks[0])
+    );
+    assert_eq!(submitted[0].payload["platform"], "ecs");
+    assert!(submitted[0].related_in_role("work-pool").is_some());
+
     // No events here: the sweep follows the task (the emulator moves it on each describe).
     // Sweeps are seconds apart; the claim is only reconciled once it is in the past.
     for _ in 0..8 {

@@ -236,6 +236,50 @@ pub fn flow_run_state_change(
     })
 }
 
+/// Sluice's own event for a push run handed to its infrastructure: `sluice.push.submitted`,
+/// about the flow run, related to the ECS task or Batch job (role `infrastructure`) and to what
+/// the run belongs to. `lag_seconds` is how long after its scheduled time it was submitted.
+pub struct PushSubmitted<'a> {
+    pub run: &'a FlowRun,
+    pub related: Vec<Resource>,
+    /// `ecs` or `batch`.
+    pub platform: &'a str,
+    pub infrastructure_id: &'a str,
+    /// The task or job of this attempt was already there (a resumed submission).
+    pub found_existing: bool,
+    pub lag_seconds: Option<f64>,
+}
+
+pub fn push_submitted(p: PushSubmitted<'_>, now: Timestamp) -> Event {
+    let kind = if p.platform == "ecs" {
+        "ecs.task"
+    } else {
+        "batch.job"
+    };
+    let mut related = vec![named(
+        &format!("aws.{kind}.{}", p.infrastructure_id),
+        p.infrastructure_id,
+        Some("infrastructure"),
+    )];
+    related.extend(p.related);
+    let payload = json!({
+        "platform": p.platform,
+        "infrastructure_id": p.infrastructure_id,
+        "found_existing": p.found_existing,
+        "lag_seconds": p.lag_seconds,
+    });
+    Event {
+        id: uuid::Uuid::now_v7(),
+        occurred: now,
+        event: "sluice.push.submitted".to_owned(),
+        resource: named(&format!("prefect.flow-run.{}", p.run.id), &p.run.name, None),
+        related,
+        payload: payload.as_object().cloned().unwrap_or_default(),
+        follows: None,
+        received: now,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,8 @@ use sluice_core::domain::{
     WorkPool, WorkQueue,
 };
 use sluice_core::events::{
-    Related, deployment_status, flow_run_related, flow_run_state_change, work_pool_status,
-    work_queue_status,
+    PushSubmitted, Related, deployment_status, flow_run_related, flow_run_state_change,
+    push_submitted, work_pool_status, work_queue_status,
 };
 use sluice_core::task_runs::task_run_from_event;
 use sluice_store::EventFilter;
@@ -80,22 +80,59 @@ impl Services {
         self.live_events.subscribe()
     }
 
+    /// Emits `sluice.push.submitted` for a run its ECS task or Batch job was started for.
+    pub(crate) async fn emit_push_submitted(
+        &self,
+        run: &FlowRun,
+        platform: &str,
+        infrastructure_id: &str,
+        found_existing: bool,
+    ) {
+        let related = match self.related_of(run).await {
+            Some(r) => flow_run_related(run, &r),
+            None => Vec::new(),
+        };
+        let now = self.now();
+        let lag_seconds = run
+            .expected_start_time
+            .map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
+        let event = push_submitted(
+            PushSubmitted {
+                run,
+                related,
+                platform,
+                infrastructure_id,
+                found_existing,
+                lag_seconds,
+            },
+            now,
+        );
+        self.emit(event).await;
+    }
+
+    /// A run's related resources, cached per run; `None` (logged) when they cannot be read.
+    async fn related_of(&self, run: &FlowRun) -> Option<Arc<Vec<Related>>> {
+        if let Some(r) = self.related_cache.get(run.id) {
+            return Some(r);
+        }
+        match self.flow_run_related(run).await {
+            Ok(r) => {
+                let r = Arc::new(r);
+                self.related_cache.put(run.id, Arc::clone(&r));
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "a flow run's related resources could not be read");
+                None
+            }
+        }
+    }
+
     /// Emits `prefect.flow-run.<State>` for a state `run` just took (from `initial`), as
     /// Prefect's server does. Best effort: a failure is logged, the state change stands.
     pub(crate) async fn emit_flow_run_state_change(&self, run: &FlowRun, initial: Option<&State>) {
-        let related = match self.related_cache.get(run.id) {
-            Some(r) => r,
-            None => match self.flow_run_related(run).await {
-                Ok(r) => {
-                    let r = Arc::new(r);
-                    self.related_cache.put(run.id, Arc::clone(&r));
-                    r
-                }
-                Err(e) => {
-                    tracing::warn!(run = %run.id, error = %e, "flow-run event not emitted");
-                    return;
-                }
-            },
+        let Some(related) = self.related_of(run).await else {
+            return;
         };
         let Some(event) =
             flow_run_state_change(run, initial, flow_run_related(run, &related), self.now())

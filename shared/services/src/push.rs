@@ -343,6 +343,13 @@ impl Dispatcher {
             )
             .await?;
         tracing::info!(run = %run_id, infrastructure = %infrastructure_id, found_existing, "submitted flow run");
+        let platform = match kind {
+            Kind::Ecs => "ecs",
+            Kind::Batch => "batch",
+        };
+        self.services
+            .emit_push_submitted(&latest, platform, &infrastructure_id, found_existing)
+            .await;
         // Cancelled between the check and the submission: stop what just started.
         let after = self.services.read_flow_run(run_id).await?.value;
         if after.state_type() == Some(StateType::Cancelling) {
