@@ -237,15 +237,30 @@ if __name__ == "__main__":
 "#;
 
 #[test]
-fn emitted_events_are_stored_and_streamed_live_by_prefect_events_stream() {
+fn emitted_events_are_stored_and_streamed_live_by_prefect_events_stream_on_sqlite() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    emitted_events_are_stored_and_streamed(&[], &venv);
+}
+
+#[test]
+fn emitted_events_are_stored_and_streamed_live_by_prefect_events_stream_on_dynamodb() {
+    let Some(store) = dynamodb_store("events_stream_on_dynamodb") else {
+        return;
+    };
+    let Some(venv) = venv() else {
+        return;
+    };
+    emitted_events_are_stored_and_streamed(&store, &venv);
+}
+
+fn emitted_events_are_stored_and_streamed(store_args: &[String], venv: &Path) {
     use std::io::BufRead;
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
-    let Some(venv) = venv() else {
-        return;
-    };
-    let server = Server::ready_with(&[]);
+    let server = Server::ready_with(store_args);
     let project = tempfile::tempdir().expect("tempdir");
     let mut stream = Command::new(venv.join("bin").join("prefect"))
         .args(["events", "stream", "--format", "text"])

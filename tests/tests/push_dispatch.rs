@@ -253,7 +253,10 @@ async fn a_due_ecs_run_is_submitted_once_even_when_dispatched_twice_and_then_com
         .await
         .expect("events");
     assert_eq!(submitted.len(), 1, "{submitted:?}");
-    assert_eq!(submitted[0].resource_id(), format!("prefect.flow-run.{run}"));
+    assert_eq!(
+        submitted[0].resource_id(),
+        format!("prefect.flow-run.{run}")
+    );
     let infrastructure = submitted[0]
         .related_in_role("infrastructure")
         .expect("the task");

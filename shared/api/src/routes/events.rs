@@ -116,13 +116,14 @@ async fn serve_out(app: AppState, mut socket: WebSocket, prefect: bool) {
     let mut live = app.services.subscribe_events();
     let mut sent = std::collections::HashSet::new();
     if message.get("backfill") != Some(&Value::Bool(false)) {
+        // Prefect's subscriber asks until a year from now; stored events end about now (a
+        // minute's leeway for clocks), and a narrow range keeps the store's query narrow.
+        let mut past = filter.clone();
+        let soon = app.services.now() + chrono::Duration::minutes(1);
+        past.occurred_until = Some(past.occurred_until.map_or(soon, |u| u.min(soon)));
         let mut offset = 0;
         loop {
-            let Ok(page) = app
-                .services
-                .read_events(&filter, BACKFILL_PAGE, offset)
-                .await
-            else {
+            let Ok(page) = app.services.read_events(&past, BACKFILL_PAGE, offset).await else {
                 return close(socket, close_code::ERROR, "events could not be read").await;
             };
             for event in &page {
