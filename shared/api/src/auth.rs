@@ -133,31 +133,38 @@ fn bearer_token(req: &Request) -> Result<String, Refusal> {
         return Err(Refusal::Malformed);
     }
     let value = value.to_str().map_err(|_| Refusal::Malformed)?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or(Refusal::Malformed)?;
+    key_from_authorization(value).ok_or(Refusal::Malformed)
+}
+
+/// The API key an `Authorization` header value carries: `Bearer <key>`, or `Basic` with
+/// Prefect's auth string (`PREFECT_API_AUTH_STRING`, `user:key` or the key alone), which is how
+/// the same setting also authenticates the events socket. `None` when it is malformed.
+pub fn key_from_authorization(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim_start();
     // The token is one unbroken word.
     if token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(Refusal::Malformed);
+        return None;
     }
-    // The scheme is case-insensitive (RFC 7235). Basic carries Prefect's auth string
-    // (`PREFECT_API_AUTH_STRING`), which a user sets to `user:key` or the key alone, so the
-    // same setting also authenticates the events socket.
+    // The scheme is case-insensitive (RFC 7235).
     if scheme.eq_ignore_ascii_case("bearer") {
-        Ok(token.to_owned())
+        Some(token.to_owned())
     } else if scheme.eq_ignore_ascii_case("basic") {
         use base64::Engine;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(token)
-            .map_err(|_| Refusal::Malformed)?;
-        let text = String::from_utf8(raw).map_err(|_| Refusal::Malformed)?;
-        let key = text.rsplit(':').next().unwrap_or_default();
-        if key.is_empty() {
-            return Err(Refusal::Malformed);
-        }
-        Ok(key.to_owned())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        key_from_auth_string(&text)
     } else {
-        Err(Refusal::Malformed)
+        None
     }
+}
+
+/// The key in an auth string: the part after the last `:`, or the whole string.
+pub fn key_from_auth_string(auth_string: &str) -> Option<String> {
+    let key = auth_string.rsplit(':').next().unwrap_or_default();
+    (!key.is_empty()).then(|| key.to_owned())
 }
 
 /// The [`Auth::ApiKey`] middleware. An accepted request carries its [`sluice_core::domain::ApiKey`]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use sluice_services::{ApiKeyCache, Services};
 
-pub use auth::Auth;
+pub use auth::{Auth, key_from_auth_string, key_from_authorization};
 pub use error::{ApiError, ApiResult};
 
 /// The largest request body accepted, by default. Prefect puts no limit in front of its API;

@@ -2,7 +2,7 @@
 
 mod push;
 
-pub use push::{PushConfig, PushConfigError, dispatcher_from_env};
+pub use push::{PushConfig, PushConfigError, dispatcher_from_env, services_from_env};
 
 /// Installs the JSON log format Lambda forwards to CloudWatch: one object per line on stdout,
 /// filtered by `RUST_LOG` (default `info`). No ANSI colours and no timestamps of our own:

@@ -129,6 +129,13 @@ impl PushConfig {
 /// push configuration they came from: what the dispatcher and events functions start with.
 pub async fn dispatcher_from_env()
 -> Result<(Dispatcher, PushConfig), Box<dyn std::error::Error + Send + Sync>> {
+    let services = services_from_env().await?;
+    let push = PushConfig::from_env()?;
+    Ok((push.dispatcher(services).await, push))
+}
+
+/// The services over the table `SLUICE_TABLE` names, with the retention the environment sets.
+pub async fn services_from_env() -> Result<Services, Box<dyn std::error::Error + Send + Sync>> {
     let table = std::env::var("SLUICE_TABLE")
         .ok()
         .filter(|t| !t.trim().is_empty())
@@ -136,10 +143,17 @@ pub async fn dispatcher_from_env()
             "SLUICE_TABLE is not set: it must name the DynamoDB table Sluice stores its data in",
         )?;
     let retention = Retention::from_env()?;
-    let push = PushConfig::from_env()?;
     let store = DynamoStore::connect(table, retention).await;
-    let services = Services::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
-    Ok((push.dispatcher(services).await, push))
+    // DynamoDB expires events itself (TTL): no purge.
+    let settings = Settings {
+        event_retention_days: None,
+        ..Settings::default()
+    };
+    Ok(Services::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        settings,
+    ))
 }
 
 #[cfg(test)]

@@ -204,12 +204,10 @@ async fn handshake(
     };
     if let Some(check) = &app.key_check {
         let token = first["token"].as_str().unwrap_or_default();
-        // An auth string is `user:password`; the key is the password part.
-        let key = token.rsplit(':').next().unwrap_or_default();
-        if key.is_empty() {
+        let Some(key) = crate::auth::key_from_auth_string(token) else {
             return Err((close_code::POLICY, "Auth required but no token provided"));
-        }
-        match check.authenticate(key).await {
+        };
+        match check.authenticate(&key).await {
             Ok(true) => {}
             _ => return Err((close_code::POLICY, "Invalid token")),
         }
