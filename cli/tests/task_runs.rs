@@ -133,9 +133,85 @@ fn run_flow(server: &Server, venv: &Path) {
     );
 }
 
+/// Runs `program args` in `cwd` against `api`; it must succeed.
+fn prefect_cmd(program: &Path, args: &[&str], cwd: &Path, api: &str) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("PREFECT_API_URL", api)
+        .env("PREFECT_HOME", cwd.join(".prefect"))
+        .env("PREFECT_CLI_COLORS", "false")
+        .env_remove("PREFECT_API_KEY")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The same flow as a deployment on a process pool, run by Prefect's own worker.
+fn run_deployed_by_prefects_worker(server: &Server, venv: &Path) {
+    let project = tempfile::tempdir().expect("tempdir");
+    let dir = project.path();
+    std::fs::write(dir.join("flow.py"), FLOW).expect("flow file");
+    std::fs::write(
+        dir.join("prefect.yaml"),
+        format!(
+            "name: twenty\nprefect-version: 3.9.1\npull:\n\
+             - prefect.deployments.steps.set_working_directory:\n    directory: {}\n\
+             deployments:\n- name: twenty\n  entrypoint: flow.py:parent\n  \
+             work_pool:\n    name: local\n",
+            dir.display()
+        ),
+    )
+    .expect("prefect.yaml");
+    let prefect = venv.join("bin").join("prefect");
+    let api = server.base.as_str();
+    prefect_cmd(
+        &prefect,
+        &["work-pool", "create", "local", "--type", "process"],
+        dir,
+        api,
+    );
+    prefect_cmd(&prefect, &["--no-prompt", "deploy", "--all"], dir, api);
+    prefect_cmd(&prefect, &["deployment", "run", "parent/twenty"], dir, api);
+    prefect_cmd(
+        &prefect,
+        &[
+            "worker",
+            "start",
+            "--pool",
+            "local",
+            "--type",
+            "process",
+            "--run-once",
+        ],
+        dir,
+        api,
+    );
+}
+
 fn task_runs_are_recorded_as_prefect_records_them(store_args: &[String], venv: &Path) {
     let server = Server::ready_with(store_args);
     run_flow(&server, venv);
+    assert_recorded_as_prefect_records_them(&server);
+}
+
+#[test]
+fn a_deployed_flow_run_by_prefects_worker_has_its_twenty_task_runs_recorded() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let server = Server::ready_with(&[]);
+    run_deployed_by_prefects_worker(&server, &venv);
+    assert_recorded_as_prefect_records_them(&server);
+}
+
+fn assert_recorded_as_prefect_records_them(server: &Server) {
     let runs = server.api("POST", "task_runs/filter", &json!({}));
     let runs = runs.as_array().expect("task runs");
     assert_eq!(runs.len(), 20, "{runs:?}");

@@ -339,3 +339,57 @@ async fn the_ui_counts_task_runs_per_flow_run_by_state_and_over_time() {
         .await;
     assert_eq!(named["flow_run_name"], run["name"]);
 }
+
+#[tokio::test]
+async fn events_are_counted_by_name_resource_and_time() {
+    let app = TestApp::new();
+    let event = |name: &str, resource: &str, occurred: &str| {
+        json!({"id": uuid::Uuid::new_v4(), "occurred": occurred, "event": name,
+               "resource": {"prefect.resource.id": resource, "prefect.resource.name": format!("{resource}!")}})
+    };
+    let (s, _) = app
+        .post(
+            "/events",
+            json!([
+                event("a.done", "r.1", "2026-12-01T10:00:00Z"),
+                event("a.done", "r.2", "2026-12-02T11:00:00Z"),
+                event("b.done", "r.2", "2026-12-02T12:00:00Z"),
+            ]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let range =
+        json!({"occurred": {"since": "2026-12-01T00:00:00Z", "until": "2026-12-03T23:59:59Z"}});
+    let (s, by_event) = app
+        .post("/events/count-by/event", json!({"filter": range}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{by_event}");
+    assert_eq!(by_event[0]["value"], "a.done");
+    assert_eq!(by_event[0]["count"], 2);
+    assert_eq!(by_event[1]["value"], "b.done");
+    let (_, by_resource) = app
+        .post("/events/count-by/resource", json!({"filter": range}))
+        .await;
+    assert_eq!(by_resource[0]["value"], "r.2");
+    assert_eq!(by_resource[0]["label"], "r.2!");
+    let (_, by_day) = app
+        .post("/events/count-by/day", json!({"filter": range}))
+        .await;
+    let counts: Vec<u64> = by_day
+        .as_array()
+        .expect("days")
+        .iter()
+        .map(|d| d["count"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(counts, [1, 2, 0]);
+    assert_eq!(by_day[1]["label"], "2026-12-02T00:00:00+00:00");
+    let (s, _) = app
+        .post(
+            "/events/count-by/time",
+            json!({"filter": range, "time_unit": "second", "time_interval": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "too many spans");
+    let (s, _) = app.post("/events/count-by/nonsense", json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -280,6 +280,207 @@ pub fn push_submitted(p: PushSubmitted<'_>, now: Timestamp) -> Event {
     }
 }
 
+/// What `/events/count-by/{countable}` groups events by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Countable {
+    /// Days (a `time` count by one day).
+    Day,
+    /// Spans of `time_interval` `time_unit`s.
+    Time,
+    /// The event's name.
+    Event,
+    /// The event's resource.
+    Resource,
+}
+
+impl Countable {
+    pub fn parse(s: &str) -> Option<Countable> {
+        Some(match s {
+            "day" => Countable::Day,
+            "time" => Countable::Time,
+            "event" => Countable::Event,
+            "resource" => Countable::Resource,
+            _ => return None,
+        })
+    }
+}
+
+/// The unit of a time count's spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Week,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+impl TimeUnit {
+    pub fn parse(s: &str) -> Option<TimeUnit> {
+        Some(match s {
+            "week" => TimeUnit::Week,
+            "day" => TimeUnit::Day,
+            "hour" => TimeUnit::Hour,
+            "minute" => TimeUnit::Minute,
+            "second" => TimeUnit::Second,
+            _ => return None,
+        })
+    }
+
+    fn seconds(self) -> i64 {
+        match self {
+            TimeUnit::Week => 7 * 86_400,
+            TimeUnit::Day => 86_400,
+            TimeUnit::Hour => 3_600,
+            TimeUnit::Minute => 60,
+            TimeUnit::Second => 1,
+        }
+    }
+
+    /// The last instant of the unit-long period `t` falls in (weeks start on Monday).
+    fn end_of_period(self, t: Timestamp) -> Timestamp {
+        let secs = t.timestamp();
+        let start = match self {
+            // 1970-01-01 was a Thursday: Mondays are 4 days later than multiples of a week.
+            TimeUnit::Week => {
+                (secs - 4 * 86_400).div_euclid(self.seconds()) * self.seconds() + 4 * 86_400
+            }
+            _ => secs.div_euclid(self.seconds()) * self.seconds(),
+        };
+        chrono::DateTime::from_timestamp(start + self.seconds(), 0).unwrap_or(t)
+            - chrono::Duration::microseconds(1)
+    }
+}
+
+/// One group of a count: Prefect's `EventCount`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventCount {
+    pub value: String,
+    pub label: String,
+    pub count: usize,
+    pub start_time: Timestamp,
+    pub end_time: Timestamp,
+}
+
+/// Time spans are counted from this instant (Prefect's pivot, a Monday), so the same span has
+/// the same bounds in every count.
+fn pivot() -> Timestamp {
+    chrono::DateTime::from_timestamp(1_711_929_600, 0).unwrap_or_default()
+}
+
+/// Prefect's most spans in one time count.
+const MAX_BUCKETS: i64 = 1000;
+
+/// Counts `events` (already filtered) as `/events/count-by/{countable}` does. Names and
+/// resources: one group per value, labelled by the newest event's (for resources, its name
+/// or id), most counted first. Times: every span of `interval` `unit`s from the one holding
+/// `since` to the one holding `until` (or the end of the current period, when `until` is
+/// later than `now`), empty ones included, oldest first, valued by their position.
+pub fn count_events(
+    events: &[Event],
+    countable: Countable,
+    unit: TimeUnit,
+    interval: f64,
+    (since, until): (Timestamp, Timestamp),
+    now: Timestamp,
+) -> Result<Vec<EventCount>, String> {
+    let (unit, interval) = match countable {
+        Countable::Day => (TimeUnit::Day, 1.0),
+        _ => (unit, interval),
+    };
+    match countable {
+        Countable::Event | Countable::Resource => {
+            let mut groups: Vec<EventCount> = Vec::new();
+            let mut newest: Vec<Timestamp> = Vec::new();
+            for e in events {
+                let (value, label) = match countable {
+                    Countable::Event => (e.event.clone(), e.event.clone()),
+                    _ => {
+                        let id = e.resource_id().to_owned();
+                        let name = e
+                            .resource
+                            .get("prefect.resource.name")
+                            .cloned()
+                            .unwrap_or_else(|| id.clone());
+                        (id, name)
+                    }
+                };
+                match groups.iter().position(|g| g.value == value) {
+                    Some(i) => {
+                        let g = &mut groups[i];
+                        g.count += 1;
+                        g.start_time = g.start_time.min(e.occurred);
+                        g.end_time = g.end_time.max(e.occurred);
+                        if e.occurred >= newest[i] {
+                            newest[i] = e.occurred;
+                            g.label = label;
+                        }
+                    }
+                    None => {
+                        groups.push(EventCount {
+                            value,
+                            label,
+                            count: 1,
+                            start_time: e.occurred,
+                            end_time: e.occurred,
+                        });
+                        newest.push(e.occurred);
+                    }
+                }
+            }
+            groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.label.cmp(&b.label)));
+            Ok(groups)
+        }
+        Countable::Day | Countable::Time => {
+            if interval < 0.01 {
+                return Err("The minimum interval is 0.01".to_owned());
+            }
+            let span_us = (unit.seconds() as f64 * interval * 1e6) as i64;
+            let span = chrono::Duration::microseconds(span_us);
+            let buckets = ((until - since).num_microseconds().unwrap_or(i64::MAX) as f64
+                / span_us as f64)
+                .ceil() as i64;
+            if buckets > MAX_BUCKETS {
+                return Err(format!(
+                    "The given interval would create {buckets} buckets, which is too many. Please increase the interval or reduce the time range to produce {MAX_BUCKETS} buckets or fewer."
+                ));
+            }
+            let end = if until > now {
+                unit.end_of_period(now)
+            } else {
+                until
+            };
+            let index_of = |t: Timestamp| {
+                (t - pivot())
+                    .num_microseconds()
+                    .unwrap_or(0)
+                    .div_euclid(span_us)
+            };
+            let first = index_of(since);
+            let mut out = Vec::new();
+            let mut start = pivot() + span * i32::try_from(first).unwrap_or(0);
+            while start < end {
+                let label = start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+                out.push(EventCount {
+                    value: out.len().to_string(),
+                    label,
+                    count: 0,
+                    start_time: start,
+                    end_time: start + span - chrono::Duration::microseconds(1),
+                });
+                start += span;
+            }
+            for e in events {
+                let i = index_of(e.occurred) - first;
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                    slot.count += 1;
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +552,98 @@ mod tests {
         );
         let later = flow_run_state_change(&run, Some(&pending), vec![], at(1000)).expect("state");
         assert_eq!(later.follows, None, "too far apart to be linked");
+    }
+
+    #[test]
+    fn counts_group_by_name_or_resource_and_by_spans_from_the_pivot() {
+        let event = |name: &str, resource: &str, second: i64| {
+            let mut r = resource_fixture(resource);
+            r.insert(
+                "prefect.resource.name".to_owned(),
+                format!("{resource}-name"),
+            );
+            Event {
+                id: Id::new_v4(),
+                occurred: at(second),
+                event: name.to_owned(),
+                resource: r,
+                related: vec![],
+                payload: JsonMap::new(),
+                follows: None,
+                received: at(second),
+            }
+        };
+        let events = [
+            event("a.done", "x", 0),
+            event("b.done", "y", 10),
+            event("a.done", "y", 3_700),
+        ];
+        let range = (at(0), at(7_000));
+        let by_name = count_events(
+            &events,
+            Countable::Event,
+            TimeUnit::Day,
+            1.0,
+            range,
+            at(8_000),
+        )
+        .expect("ok");
+        assert_eq!(
+            by_name
+                .iter()
+                .map(|c| (c.value.as_str(), c.count))
+                .collect::<Vec<_>>(),
+            [("a.done", 2), ("b.done", 1)]
+        );
+        assert_eq!(
+            (by_name[0].start_time, by_name[0].end_time),
+            (at(0), at(3_700))
+        );
+        let by_resource = count_events(
+            &events,
+            Countable::Resource,
+            TimeUnit::Day,
+            1.0,
+            range,
+            at(8_000),
+        )
+        .expect("ok");
+        assert_eq!(by_resource[0].label, "y-name");
+
+        // Hour spans: at(0) is 22:13:20 UTC, so the spans start at 22:00, 23:00, 00:00.
+        let hourly = count_events(
+            &events,
+            Countable::Time,
+            TimeUnit::Hour,
+            1.0,
+            range,
+            at(8_000),
+        )
+        .expect("ok");
+        assert_eq!(hourly.len(), 3);
+        assert_eq!(
+            hourly.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [2, 1, 0]
+        );
+        assert_eq!(hourly[0].value, "0");
+        assert_eq!(hourly[0].label, "2023-11-14T22:00:00+00:00");
+        assert_eq!(
+            hourly[0].end_time,
+            hourly[1].start_time - chrono::Duration::microseconds(1)
+        );
+        let too_many = count_events(
+            &events,
+            Countable::Time,
+            TimeUnit::Second,
+            1.0,
+            range,
+            at(8_000),
+        );
+        assert!(too_many.expect_err("7000 spans").contains("too many"));
+    }
+
+    fn resource_fixture(id: &str) -> Resource {
+        resource(id, None)
     }
 
     #[test]

@@ -9,8 +9,8 @@ use sluice_core::domain::{
     WorkPool, WorkQueue,
 };
 use sluice_core::events::{
-    PushSubmitted, Related, deployment_status, flow_run_related, flow_run_state_change,
-    push_submitted, work_pool_status, work_queue_status,
+    Countable, EventCount, PushSubmitted, Related, TimeUnit, count_events, deployment_status,
+    flow_run_related, flow_run_state_change, push_submitted, work_pool_status, work_queue_status,
 };
 use sluice_core::task_runs::task_run_from_event;
 use sluice_store::EventFilter;
@@ -273,6 +273,34 @@ impl Services {
 
     pub async fn count_events(&self, filter: &EventFilter) -> Result<usize> {
         Ok(self.store.count_events(filter).await?)
+    }
+
+    /// `/events/count-by/{countable}`: the events the filter selects, grouped. Without bounds
+    /// the range is Prefect's default: from the start of the day 180 days ago until now.
+    pub async fn count_events_by(
+        &self,
+        filter: &EventFilter,
+        countable: Countable,
+        unit: TimeUnit,
+        interval: f64,
+    ) -> Result<Vec<EventCount>> {
+        let now = self.now();
+        let today = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |t| t.and_utc());
+        let since = filter
+            .occurred_since
+            .unwrap_or(today - chrono::Duration::days(180));
+        let until = filter.occurred_until.unwrap_or(now);
+        let bounded = EventFilter {
+            occurred_since: Some(since),
+            occurred_until: Some(until),
+            ..filter.clone()
+        };
+        let events = self.store.list_events(&bounded, usize::MAX, 0).await?;
+        count_events(&events, countable, unit, interval, (since, until), now)
+            .map_err(crate::error::ServiceError::Invalid)
     }
 
     /// Deletes the events that occurred before `before`; how many went.

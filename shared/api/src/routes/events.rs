@@ -349,3 +349,57 @@ async fn page(
         "next_page": next_page,
     })))
 }
+
+/// `POST /events/count-by/{countable}` (`day`, `time`, `event`, `resource`): Prefect's
+/// `EventCount`s for the events the filter selects.
+pub async fn count_by(
+    State(app): State<AppState>,
+    axum::extract::Path(countable): axum::extract::Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    use sluice_core::events::{Countable, TimeUnit};
+    only_keys(&body, &["filter", "time_unit", "time_interval"])?;
+    let countable = Countable::parse(&countable).ok_or_else(|| {
+        ApiError::invalid_field(
+            vec!["path".into(), "countable".into()],
+            "Input should be 'day', 'time', 'event' or 'resource'",
+        )
+    })?;
+    let unit = match body.get("time_unit").and_then(Value::as_str) {
+        None => TimeUnit::Day,
+        Some(u) => TimeUnit::parse(u).ok_or_else(|| {
+            ApiError::invalid_field(
+                vec!["body".into(), "time_unit".into()],
+                "Input should be 'week', 'day', 'hour', 'minute' or 'second'",
+            )
+        })?,
+    };
+    let interval = match body.get("time_interval") {
+        None | Some(Value::Null) => 1.0,
+        Some(v) => v.as_f64().ok_or_else(|| {
+            ApiError::invalid_field(
+                vec!["body".into(), "time_interval".into()],
+                "must be a number",
+            )
+        })?,
+    };
+    let filter = event_filter(body.get("filter"))?;
+    let counts = app
+        .services
+        .count_events_by(&filter, countable, unit, interval)
+        .await?;
+    Ok(Json(
+        counts
+            .iter()
+            .map(|c| {
+                json!({
+                    "value": c.value,
+                    "label": c.label,
+                    "count": c.count,
+                    "start_time": crate::dto::ts(c.start_time),
+                    "end_time": crate::dto::ts(c.end_time),
+                })
+            })
+            .collect(),
+    ))
+}

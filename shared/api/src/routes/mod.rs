@@ -154,6 +154,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events/out", get(events::stream_out))
         .route("/events/filter", post(events::filter))
         .route("/events/filter/next", get(events::next_page))
+        .route("/events/count-by/{countable}", post(events::count_by))
         // variables
         .route("/variables/", post(misc::create_variable))
         .route("/variables", post(misc::create_variable))
