@@ -596,6 +596,15 @@ async fn queue_create_read_and_priority_placement() {
     let (s, read) = app.get("/work_pools/p/queues/low").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(read, q);
+    // By id, on Prefect's legacy path (the engine reads it for its events' related resources).
+    let (s, by_id) = app
+        .get(&format!("/work_queues/{}", q["id"].as_str().expect("id")))
+        .await;
+    assert_eq!((s, by_id), (StatusCode::OK, q.clone()));
+    let (s, _) = app
+        .get(&format!("/work_queues/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 
     // The trailing-slash path works too; an explicit priority takes the rank and shifts others.
     let (s, top) = app

@@ -274,6 +274,19 @@ impl Services {
         Ok((pool, queue))
     }
 
+    /// A queue by id, with its pool (Prefect's legacy `GET /work_queues/{id}`, which the engine
+    /// reads for its events' related resources).
+    pub async fn read_work_queue_by_id(&self, id: Id) -> Result<(WorkPool, WorkQueue)> {
+        let gone = || ServiceError::NotFound("Work queue not found".to_owned());
+        let queue = self.store.read_work_queue(id).await?.ok_or_else(gone)?;
+        let pool = self
+            .store
+            .read_work_pool(queue.work_pool_id)
+            .await?
+            .ok_or_else(gone)?;
+        Ok((pool, queue))
+    }
+
     pub async fn create_work_queue(
         &self,
         pool_name: &str,

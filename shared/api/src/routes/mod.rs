@@ -69,6 +69,7 @@ pub fn routes() -> Router<AppState> {
             "/work_pools/{name}/workers/{worker}",
             delete(pools::remove_worker),
         )
+        .route("/work_queues/{id}", get(pools::read_queue_by_id))
         // flows
         .route("/flows/", post(flows::create))
         .route("/flows", post(flows::create))

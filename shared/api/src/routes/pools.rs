@@ -18,7 +18,7 @@ use crate::dto::pools::{
 };
 use crate::dto::runs::flow_run_json;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, PathId};
 
 // Prefect checks these in its pydantic action models (`WorkPoolCreate`, `WorkQueueCreate`, ...),
 // so a bad value is a request-validation error located at the field, not a `detail` answer
@@ -290,6 +290,15 @@ pub async fn read_queue(
     Path((pool, queue)): Path<(String, String)>,
 ) -> ApiResult<Json<WorkQueueResponse>> {
     let (pool, queue) = app.services.read_work_queue(&pool, &queue).await?;
+    Ok(Json(queue_response(&app, queue, pool.name).await?))
+}
+
+/// `GET /work_queues/{id}`: a queue by id, as Prefect's legacy route answers it.
+pub async fn read_queue_by_id(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Json<WorkQueueResponse>> {
+    let (pool, queue) = app.services.read_work_queue_by_id(id).await?;
     Ok(Json(queue_response(&app, queue, pool.name).await?))
 }
 
