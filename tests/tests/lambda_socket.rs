@@ -157,3 +157,95 @@ async fn queued_events_are_stored_and_recorded_once_however_often_delivered() {
     );
     table.delete().await;
 }
+
+/// The 59 task-run events Prefect 3.9.1's engine sent for the twenty-task flow of
+/// `cli/tests/task_runs.rs` (recorded from a run against `sluice server`), queued in batches of
+/// ten, in reverse order and each batch delivered twice: the same task runs, final states and
+/// histories as the flow's own run recorded.
+#[tokio::test]
+async fn the_engines_events_through_the_queue_record_the_flows_task_runs() {
+    if !aws_available("lambda_socket") {
+        return;
+    }
+    let table = TestTable::create().await;
+    let services = Services::new(
+        Arc::new(table.store.clone()),
+        Arc::new(SystemClock),
+        Settings::default(),
+    );
+    let events = fixture("task-run-events.json");
+    let mut events: Vec<Value> = events.as_array().expect("events").clone();
+    assert_eq!(events.len(), 59);
+    events.reverse();
+    let template = fixture("sqs-queued-event.json")["Records"][0].clone();
+    for (b, batch) in events.chunks(10).enumerate() {
+        let records: Vec<Value> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut r = template.clone();
+                r["messageId"] = json!(format!("m-{b}-{i}"));
+                r["body"] = json!(e.to_string());
+                r
+            })
+            .collect();
+        let sqs: SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
+        for _ in 0..2 {
+            let (response, summary) = sluice_fn_socket::ingest(&services, sqs.clone()).await;
+            assert!(response.batch_item_failures.is_empty(), "{summary:?}");
+            assert_eq!(summary.unreadable, 0);
+        }
+    }
+    let runs = services
+        .list_task_runs(&TaskRunFilter::default(), TaskRunSort::IdDesc, None, 0)
+        .await
+        .expect("task runs");
+    assert_eq!(
+        runs.len(),
+        19,
+        "the subflow's parent task run is made through the API"
+    );
+    let mut seen = Vec::new();
+    for run in &runs {
+        let history: Vec<String> = services
+            .task_run_states(run.id)
+            .await
+            .expect("states")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let task = run
+            .name
+            .rsplit_once('-')
+            .map_or(run.name.as_str(), |(t, _)| t);
+        let state = run
+            .state
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        seen.push((task.to_owned(), state, history.join(",")));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            ("add", "Completed", "Pending,Running,Completed"),
+            ("fails", "Failed", "Pending,Running,Failed"),
+            (
+                "flaky",
+                "Completed",
+                "Pending,Running,Retrying,Retrying,Completed"
+            ),
+            ("square", "Completed", "Pending,Running,Completed"),
+        ]
+        .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+    );
+    let stored = services
+        .count_events(&EventFilter::default())
+        .await
+        .expect("count");
+    assert_eq!(stored, 59, "each event once");
+    table.delete().await;
+}
