@@ -31,13 +31,8 @@ fn post(server: &Server, path: &str, body: &Value) -> Value {
 
 /// Runs `program ARGS` in `cwd` with Prefect pointed at `api`; must exit 0 within two minutes.
 fn run(program: &Path, args: &[&str], cwd: &Path, api: &str) -> String {
-    let mut child = Command::new(program)
+    let mut child = common::prefect_command(program, cwd, api)
         .args(args)
-        .current_dir(cwd)
-        .env("PREFECT_API_URL", api)
-        .env("PREFECT_HOME", cwd.join(".prefect"))
-        .env("PREFECT_CLI_COLORS", "false")
-        .env_remove("PREFECT_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -372,16 +367,16 @@ fn killed_holder_frees_its_slot(store_args: &[String], venv: &Path) {
         &serde_json::json!({"name": "held", "limit": 1}),
     );
     std::fs::write(project.path().join("holder.py"), HOLDER).expect("holder file");
-    let mut holder = Command::new(venv.join("bin").join("python"))
-        .arg("holder.py")
-        .current_dir(project.path())
-        .env("PREFECT_API_URL", &server.base)
-        .env("PREFECT_HOME", project.path().join(".prefect"))
-        .env_remove("PREFECT_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the holder");
+    let mut holder = common::prefect_command(
+        &venv.join("bin").join("python"),
+        project.path(),
+        &server.base,
+    )
+    .arg("holder.py")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the holder");
     let mut line = String::new();
     std::io::BufReader::new(holder.stdout.take().expect("stdout"))
         .read_line(&mut line)

@@ -13,7 +13,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{Server, dynamodb_store};
 use serde_json::{Value, json};
@@ -116,14 +115,14 @@ const EXPECTED: &[(&str, usize, &str, &[&str], i64)] = &[
 fn run_flow(server: &Server, venv: &Path) {
     let project = tempfile::tempdir().expect("tempdir");
     std::fs::write(project.path().join("flow.py"), FLOW).expect("flow file");
-    let out = Command::new(venv.join("bin").join("python"))
-        .arg("flow.py")
-        .current_dir(project.path())
-        .env("PREFECT_API_URL", &server.base)
-        .env("PREFECT_HOME", project.path().join(".prefect"))
-        .env_remove("PREFECT_API_KEY")
-        .output()
-        .expect("run the flow");
+    let out = common::prefect_command(
+        &venv.join("bin").join("python"),
+        project.path(),
+        &server.base,
+    )
+    .arg("flow.py")
+    .output()
+    .expect("run the flow");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the flow failed:\n{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "285");
@@ -135,13 +134,8 @@ fn run_flow(server: &Server, venv: &Path) {
 
 /// Runs `program args` in `cwd` against `api`; it must succeed.
 fn prefect_cmd(program: &Path, args: &[&str], cwd: &Path, api: &str) {
-    let out = Command::new(program)
+    let out = common::prefect_command(program, cwd, api)
         .args(args)
-        .current_dir(cwd)
-        .env("PREFECT_API_URL", api)
-        .env("PREFECT_HOME", cwd.join(".prefect"))
-        .env("PREFECT_CLI_COLORS", "false")
-        .env_remove("PREFECT_API_KEY")
         .output()
         .expect("run");
     assert!(
@@ -338,16 +332,16 @@ fn emitted_events_are_stored_and_streamed(store_args: &[String], venv: &Path) {
 
     let server = Server::ready_with(store_args);
     let project = tempfile::tempdir().expect("tempdir");
-    let mut stream = Command::new(venv.join("bin").join("prefect"))
-        .args(["events", "stream", "--format", "text"])
-        .current_dir(project.path())
-        .env("PREFECT_API_URL", &server.base)
-        .env("PREFECT_HOME", project.path().join(".prefect"))
-        .env_remove("PREFECT_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prefect events stream");
+    let mut stream = common::prefect_command(
+        &venv.join("bin").join("prefect"),
+        project.path(),
+        &server.base,
+    )
+    .args(["events", "stream", "--format", "text"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("prefect events stream");
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = stream.stdout.take().expect("stdout");
     std::thread::spawn(move || {
@@ -362,14 +356,14 @@ fn emitted_events_are_stored_and_streamed(store_args: &[String], venv: &Path) {
     });
 
     std::fs::write(project.path().join("flow.py"), EMITTING_FLOW).expect("flow file");
-    let out = Command::new(venv.join("bin").join("python"))
-        .arg("flow.py")
-        .current_dir(project.path())
-        .env("PREFECT_API_URL", &server.base)
-        .env("PREFECT_HOME", project.path().join(".prefect"))
-        .env_remove("PREFECT_API_KEY")
-        .output()
-        .expect("run the flow");
+    let out = common::prefect_command(
+        &venv.join("bin").join("python"),
+        project.path(),
+        &server.base,
+    )
+    .arg("flow.py")
+    .output()
+    .expect("run the flow");
     assert!(
         out.status.success(),
         "{}",

@@ -20,6 +20,18 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// `program` (from Prefect's virtualenv) run in `cwd` against the API at `api`: Prefect's home
+/// in `cwd`, no colours, and no API key from the caller's environment.
+pub fn prefect_command(program: &std::path::Path, cwd: &std::path::Path, api: &str) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(cwd)
+        .env("PREFECT_API_URL", api)
+        .env("PREFECT_HOME", cwd.join(".prefect"))
+        .env("PREFECT_CLI_COLORS", "false")
+        .env_remove("PREFECT_API_KEY");
+    c
+}
+
 /// The virtualenv with Prefect that `infra/test.sh` names in `SLUICE_PREFECT_VENV`; without it
 /// `None`, with `test` recorded as skipped, unless `SLUICE_REQUIRE_PREFECT=1` demands it.
 pub fn prefect_venv(test: &str) -> Option<std::path::PathBuf> {
