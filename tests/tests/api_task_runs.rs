@@ -393,3 +393,52 @@ async fn events_are_counted_by_name_resource_and_time() {
     let (s, _) = app.post("/events/count-by/nonsense", json!({})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn the_task_run_history_counts_runs_per_interval_and_state() {
+    let app = TestApp::new();
+    let flow = uuid::Uuid::new_v4().to_string();
+    let mut failed = task_event(
+        &uuid::Uuid::new_v4().to_string(),
+        &flow,
+        "Failed",
+        "FAILED",
+        "2026-12-07T10:01:40Z",
+    );
+    failed["payload"]["task_run"]["expected_start_time"] = json!("2026-12-07T10:01:30Z");
+    failed["payload"]["task_run"]["dynamic_key"] = json!("1");
+    let events = json!([
+        task_event(
+            &uuid::Uuid::new_v4().to_string(),
+            &flow,
+            "Completed",
+            "COMPLETED",
+            "2026-12-07T10:00:05Z"
+        ),
+        failed,
+    ]);
+    app.post("/events", events).await;
+    let (s, history) = app
+        .post(
+            "/task_runs/history",
+            json!({"history_start": "2026-12-07T10:00:00Z", "history_end": "2026-12-07T10:03:00Z",
+                   "history_interval_seconds": 60}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{history}");
+    let history = history.as_array().expect("intervals");
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0]["interval_start"], "2026-12-07T10:00:00.000000Z");
+    assert_eq!(history[0]["states"][0]["state_type"], "COMPLETED");
+    assert_eq!(history[0]["states"][0]["count_runs"], 1);
+    assert_eq!(history[1]["states"][0]["state_name"], "Failed");
+    assert_eq!(history[2]["states"], json!([]));
+    let (s, _) = app
+        .post(
+            "/task_runs/history",
+            json!({"history_start": "2026-12-07T10:00:00Z", "history_end": "2026-12-07T10:03:00Z",
+                   "history_interval_seconds": 0.5}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}

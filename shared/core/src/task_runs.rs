@@ -293,6 +293,133 @@ pub fn dashboard_counts(
     out
 }
 
+/// Seconds a run has spent RUNNING, counting the current visit up to `now`.
+pub fn estimated_run_time(run: &TaskRun, now: Timestamp) -> f64 {
+    let total = run
+        .fields
+        .get("total_run_time")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    match &run.state {
+        Some(s) if s.state_type == StateType::Running => {
+            total + ((now - s.timestamp).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0)
+        }
+        _ => total,
+    }
+}
+
+/// How late the run started (or, not started and not final, how late it is by `now`).
+pub fn estimated_start_time_delta(run: &TaskRun, now: Timestamp) -> f64 {
+    let seconds =
+        |from: Timestamp, to: Timestamp| (to - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    let finished = run
+        .state
+        .as_ref()
+        .is_some_and(|s| s.state_type.is_terminal());
+    match (run.start_time, run.expected_start_time) {
+        (Some(start), Some(expected)) if start > expected => seconds(expected, start),
+        (None, Some(expected)) if expected < now && !finished => seconds(expected, now),
+        _ => 0.0,
+    }
+}
+
+/// The runs of one state in one interval of a history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryState {
+    pub state_type: StateType,
+    pub state_name: String,
+    pub count_runs: usize,
+    pub sum_estimated_run_time: f64,
+    pub sum_estimated_lateness: f64,
+}
+
+/// One interval of a history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryInterval {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub states: Vec<HistoryState>,
+}
+
+/// Prefect's most intervals in one history.
+const MAX_HISTORY_INTERVALS: i64 = 500;
+
+/// Prefect's run history (`/task_runs/history`): `[start, end)` cut into `interval_seconds`
+/// spans (at most 500), each with its runs, by when they were expected to start, counted per
+/// state with their run time and lateness summed.
+pub fn run_history(
+    runs: &[TaskRun],
+    start: Timestamp,
+    end: Timestamp,
+    interval_seconds: f64,
+    now: Timestamp,
+) -> Result<Vec<HistoryInterval>, String> {
+    if interval_seconds < 1.0 {
+        return Err("History interval must not be less than 1 second.".to_owned());
+    }
+    let span_us = (interval_seconds * 1e6) as i64;
+    let elapsed = (end - start).num_microseconds().unwrap_or(0);
+    if elapsed <= 0 {
+        return Ok(Vec::new());
+    }
+    let count = ((elapsed + span_us - 1) / span_us).min(MAX_HISTORY_INTERVALS);
+    let span = chrono::Duration::microseconds(span_us);
+    let mut out: Vec<HistoryInterval> = (0..count)
+        .map(|i| {
+            let at = start + span * i32::try_from(i).unwrap_or(0);
+            HistoryInterval {
+                start: at,
+                end: at + span,
+                states: Vec::new(),
+            }
+        })
+        .collect();
+    for run in runs {
+        let (Some(expected), Some(state)) = (run.expected_start_time, &run.state) else {
+            continue;
+        };
+        let offset = (expected - start).num_microseconds().unwrap_or(-1);
+        if offset < 0 {
+            continue;
+        }
+        let Some(interval) = usize::try_from(offset / span_us)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        else {
+            continue;
+        };
+        let slot = match interval
+            .states
+            .iter()
+            .position(|h| h.state_type == state.state_type && h.state_name == state.name)
+        {
+            Some(i) => &mut interval.states[i],
+            None => {
+                interval.states.push(HistoryState {
+                    state_type: state.state_type,
+                    state_name: state.name.clone(),
+                    count_runs: 0,
+                    sum_estimated_run_time: 0.0,
+                    sum_estimated_lateness: 0.0,
+                });
+                interval.states.last_mut().expect("just pushed")
+            }
+        };
+        slot.count_runs += 1;
+        slot.sum_estimated_run_time += estimated_run_time(run, now).max(0.0);
+        slot.sum_estimated_lateness += estimated_start_time_delta(run, now).max(0.0);
+    }
+    for interval in &mut out {
+        interval.states.sort_by(|a, b| {
+            a.state_type
+                .as_str()
+                .cmp(b.state_type.as_str())
+                .then_with(|| a.state_name.cmp(&b.state_name))
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +539,46 @@ mod tests {
         assert!(
             recorded(Some(&next), &done).is_none(),
             "the same state again"
+        );
+    }
+
+    #[test]
+    fn the_history_counts_runs_per_interval_by_expected_start_and_state() {
+        let run = |expected: i64, t: StateType, ran: f64| {
+            let mut r = task_run_from_fields(
+                Id::new_v4(),
+                None,
+                json!({"task_key": "k", "total_run_time": ran})
+                    .as_object()
+                    .expect("object"),
+                at(0),
+            )
+            .expect("valid");
+            r.expected_start_time = Some(at(expected));
+            r.start_time = Some(at(expected + 2));
+            r.state = Some(State::new(t, at(expected + 5)));
+            r
+        };
+        let runs = [
+            run(0, StateType::Completed, 1.5),
+            run(5, StateType::Completed, 2.0),
+            run(15, StateType::Failed, 1.0),
+            run(30, StateType::Completed, 1.0),
+        ];
+        let h = run_history(&runs, at(0), at(25), 10.0, at(100)).expect("valid");
+        assert_eq!(h.len(), 3, "ceil(25 / 10)");
+        assert_eq!((h[0].start, h[0].end), (at(0), at(10)));
+        assert_eq!(h[0].states.len(), 1);
+        assert_eq!(h[0].states[0].count_runs, 2);
+        assert!((h[0].states[0].sum_estimated_run_time - 3.5).abs() < 1e-9);
+        assert!((h[0].states[0].sum_estimated_lateness - 4.0).abs() < 1e-9);
+        assert_eq!(h[1].states[0].state_type, StateType::Failed);
+        assert!(h[2].states.is_empty(), "the run at 30 s is past the end");
+        assert!(run_history(&runs, at(0), at(25), 0.5, at(100)).is_err());
+        assert!(
+            run_history(&runs, at(25), at(0), 10.0, at(100))
+                .expect("empty")
+                .is_empty()
         );
     }
 

@@ -1,7 +1,7 @@
 //! Task runs and their states on the wire (Prefect's `TaskRun`, `TaskRunCreate`).
 
 use serde_json::{Map, Value, json};
-use sluice_core::domain::{Id, StateType, TaskRun, Timestamp};
+use sluice_core::domain::{Id, TaskRun, Timestamp};
 
 use super::runs::{StateCreate, state_json};
 use super::{ts, ts_opt};
@@ -81,10 +81,6 @@ fn empirical_policy(stored: Option<&Value>) -> Value {
     out
 }
 
-fn seconds(from: Timestamp, to: Timestamp) -> f64 {
-    (to - from).num_microseconds().unwrap_or(0) as f64 / 1e6
-}
-
 /// A task run as Prefect answers it; `now` for the run time of a run still RUNNING.
 pub fn task_run_json(run: &TaskRun, now: Timestamp) -> Value {
     let total = run
@@ -92,14 +88,8 @@ pub fn task_run_json(run: &TaskRun, now: Timestamp) -> Value {
         .get("total_run_time")
         .and_then(Value::as_f64)
         .unwrap_or(0.0);
-    let estimated_run_time = match &run.state {
-        Some(s) if s.state_type == StateType::Running => total + seconds(s.timestamp, now).max(0.0),
-        _ => total,
-    };
-    let estimated_start_time_delta = match (run.start_time, run.expected_start_time) {
-        (Some(start), Some(expected)) if start > expected => seconds(expected, start),
-        _ => 0.0,
-    };
+    let estimated_run_time = sluice_core::task_runs::estimated_run_time(run, now);
+    let estimated_start_time_delta = sluice_core::task_runs::estimated_start_time_delta(run, now);
     let mut out = json!({
         "cache_key": null,
         "cache_expiration": null,

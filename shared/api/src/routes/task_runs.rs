@@ -194,3 +194,71 @@ pub async fn states(
         Err(_) => Vec::new(),
     }))
 }
+
+/// `POST /task_runs/history`: runs per interval and state, by when they were expected to start.
+pub async fn history(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
+    only_keys(
+        &body,
+        &[
+            "history_start",
+            "history_end",
+            "history_interval_seconds",
+            "task_runs",
+            "flow_runs",
+            "flows",
+            "deployments",
+        ],
+    )?;
+    refuse_unsupported(&body)?;
+    let time = |key: &str| -> ApiResult<sluice_core::domain::Timestamp> {
+        body.get(key)
+            .and_then(Value::as_str)
+            .and_then(sluice_core::time::parse_timestamp)
+            .ok_or_else(|| {
+                ApiError::invalid_field(vec!["body".into(), key.into()], "a datetime is required")
+            })
+    };
+    let (start, end) = (time("history_start")?, time("history_end")?);
+    let interval = body
+        .get("history_interval_seconds")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                vec!["body".into(), "history_interval_seconds".into()],
+                "a number of seconds is required",
+            )
+        })?;
+    let mut q = task_run_query(&json!({
+        "task_runs": body.get("task_runs"),
+        "flow_runs": body.get("flow_runs"),
+    }))?;
+    q.filter.expected_start_time_after = Some(start);
+    let runs = app
+        .services
+        .list_task_runs(&q.filter, sluice_store::TaskRunSort::IdDesc, None, 0)
+        .await?;
+    let now = app.services.now();
+    let history = sluice_core::task_runs::run_history(&runs, start, end, interval, now)
+        .map_err(ApiError::unprocessable)?;
+    Ok(Json(
+        history
+            .iter()
+            .map(|h| {
+                json!({
+                    "interval_start": crate::dto::ts(h.start),
+                    "interval_end": crate::dto::ts(h.end),
+                    "states": h.states.iter().map(|s| json!({
+                        "state_type": s.state_type.as_str(),
+                        "state_name": s.state_name,
+                        "count_runs": s.count_runs,
+                        "sum_estimated_run_time": s.sum_estimated_run_time,
+                        "sum_estimated_lateness": s.sum_estimated_lateness,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    ))
+}
