@@ -50,6 +50,10 @@ pub enum ServerCommand {
         /// variable sets the items' TTL, and unset keeps them.
         #[arg(long, env = "SLUICE_EVENT_RETENTION_DAYS", default_value_t = 7)]
         event_retention_days: u32,
+        /// Origins browsers may call the API from, comma-separated (`*`: any, Prefect's
+        /// default; empty: none), for a UI served from another origin.
+        #[arg(long, env = "SLUICE_CORS_ALLOWED_ORIGINS", default_value = "*")]
+        cors_allowed_origins: String,
     },
 }
 
@@ -109,6 +113,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         auth,
         push,
         event_retention_days,
+        cors_allowed_origins,
     } = command;
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -172,6 +177,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         services,
         Options {
             auth: auth.into(),
+            cors_allowed_origins: sluice_api::origins(&cors_allowed_origins),
             ..Options::default()
         },
     );

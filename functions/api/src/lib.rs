@@ -111,6 +111,10 @@ pub fn router_with_queue(
         services,
         sluice_api::Options {
             auth,
+            // None unless the stack's owner names origins: the deployed API is not a browser's.
+            cors_allowed_origins: sluice_api::origins(
+                &std::env::var("SLUICE_CORS_ALLOWED_ORIGINS").unwrap_or_default(),
+            ),
             ..sluice_api::Options::default()
         },
     )

@@ -34,8 +34,8 @@ pub struct AppState {
 }
 
 /// How the router is built. Start from `Options::default()` (no authentication, the default
-/// body limit and key cache) and set what differs.
-#[derive(Debug, Clone, Copy)]
+/// body limit and key cache, no CORS) and set what differs.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub auth: Auth,
     /// With [`Auth::ApiKey`]: how long a successful key lookup is reused before the store is
@@ -44,6 +44,9 @@ pub struct Options {
     pub key_cache_ttl: Duration,
     /// The largest request body accepted; bigger ones are answered 413.
     pub body_limit: usize,
+    /// Origins a browser may call the API from (`*` for any, as Prefect's server allows by
+    /// default); empty answers no CORS headers, so browsers refuse other origins.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -52,8 +55,40 @@ impl Default for Options {
             auth: Auth::None,
             key_cache_ttl: ApiKeyCache::DEFAULT_TTL,
             body_limit: DEFAULT_BODY_LIMIT,
+            cors_allowed_origins: Vec::new(),
         }
     }
+}
+
+/// The origins of a comma-separated setting (`SLUICE_CORS_ALLOWED_ORIGINS`), blanks left out.
+pub fn origins(setting: &str) -> Vec<String> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Prefect's CORS: any method and header from the allowed origins, preflights cached ten
+/// minutes. Outside the key check, so a browser's preflight (which carries no key) is answered.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(Any)
+            .allow_headers(Any)
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The whole API, mounted at `/api`, without authentication.
@@ -77,6 +112,7 @@ pub fn router_with(services: Services, options: Options) -> Router {
         auth,
         key_cache_ttl,
         body_limit,
+        cors_allowed_origins,
     } = options;
     let key_check = (auth == Auth::ApiKey).then(|| auth::KeyCheck {
         services: services.clone(),
@@ -97,8 +133,12 @@ pub fn router_with(services: Services, options: Options) -> Router {
             auth::require_api_key,
         ));
     }
-    Router::new()
+    let router = Router::new()
         .nest("/api", api)
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit));
+    let router = match cors(&cors_allowed_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.layer(tower_http::trace::TraceLayer::new_for_http())
 }
