@@ -206,9 +206,37 @@ impl Services {
         self.emit(event).await;
     }
 
+    /// Caches a new run's related resources from the flow and pool its creation read, reading
+    /// only the rest; best effort (a failure leaves it to the first event to read them all).
+    pub(crate) async fn remember_related(
+        &self,
+        run: &FlowRun,
+        flow: sluice_core::domain::Flow,
+        pool: Option<WorkPool>,
+    ) {
+        match self.related_from(run, Some(flow), pool).await {
+            Ok(r) => self.related_cache.put(run.id, Arc::new(r)),
+            Err(e) => tracing::debug!(run = %run.id, error = %e, "related resources not cached"),
+        }
+    }
+
     async fn flow_run_related(&self, run: &FlowRun) -> Result<Vec<Related>> {
+        self.related_from(run, None, None).await
+    }
+
+    /// What a run's events name besides the run; `flow` and `pool` when the caller has them.
+    async fn related_from(
+        &self,
+        run: &FlowRun,
+        flow: Option<sluice_core::domain::Flow>,
+        pool: Option<WorkPool>,
+    ) -> Result<Vec<Related>> {
         let mut out = Vec::new();
-        if let Some(flow) = self.store.read_flow(run.flow_id).await? {
+        let flow = match flow {
+            Some(f) => Some(f),
+            None => self.store.read_flow(run.flow_id).await?,
+        };
+        if let Some(flow) = flow {
             out.push(Related {
                 kind: "flow",
                 id: flow.id,
@@ -237,9 +265,12 @@ impl Services {
                 labels: vec![],
             });
         }
-        if let Some(id) = run.work_pool_id
-            && let Some(pool) = self.store.read_work_pool(id).await?
-        {
+        let pool = match (pool, run.work_pool_id) {
+            (Some(p), Some(id)) if p.id == id => Some(p),
+            (_, Some(id)) => self.store.read_work_pool(id).await?,
+            (_, None) => None,
+        };
+        if let Some(pool) = pool {
             out.push(Related {
                 kind: "work-pool",
                 id: pool.id,

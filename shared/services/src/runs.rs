@@ -119,9 +119,10 @@ impl Services {
         let flow_id = input
             .flow_id
             .ok_or_else(|| ServiceError::Invalid("flow_id is required".to_owned()))?;
-        if self.store.read_flow(flow_id).await?.is_none() {
+        let Some(flow) = self.store.read_flow(flow_id).await? else {
             return Err(ServiceError::NotFound(format!("Flow {flow_id} not found")));
-        }
+        };
+        let mut pool_read = None;
         let now = self.now();
         let mut run = FlowRun::new(flow_id, now);
         if let Some(name) = input.name {
@@ -140,6 +141,7 @@ impl Services {
         run.deployment_version = input.deployment_version;
         if let Some(pool_name) = &input.work_pool_name {
             let pool = self.read_work_pool(pool_name).await?;
+            pool_read = Some(pool.clone());
             let queue = match &input.work_queue_name {
                 Some(q) => self.read_work_queue(pool_name, q).await?.1,
                 None => {
@@ -168,6 +170,9 @@ impl Services {
         let run = orchestration::set_initial_state(run, state, now);
         let created = self.store.create_flow_run(&run).await?;
         if created.created {
+            // The flow and the pool were just read: the event's related resources need not
+            // read them again.
+            self.remember_related(&created.value, flow, pool_read).await;
             self.emit_flow_run_state_change(&created.value, None).await;
         }
         if created.created && created.value.parent_task_run_id.is_some() {
