@@ -5,6 +5,7 @@ mod render;
 mod server;
 mod signals;
 mod store;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -97,6 +98,13 @@ enum Command {
         #[command(subcommand)]
         command: commands::migrate::MigrateCommand,
     },
+    /// Prefect's UI on 127.0.0.1 against a remote Sluice, the API key added by a local proxy.
+    Ui {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(flatten)]
+        args: commands::ui::UiArgs,
+    },
     /// API keys for `server start --auth api-key`: create, ls, delete (on the store directly).
     ApiKey {
         #[command(flatten)]
@@ -121,7 +129,8 @@ impl Command {
             | Command::Variable { api, .. }
             | Command::Deploy { api, .. }
             | Command::Serve { api, .. }
-            | Command::Migrate { api, .. } => Some(api),
+            | Command::Migrate { api, .. }
+            | Command::Ui { api, .. } => Some(api),
             Command::Server { .. } | Command::JobTemplate { .. } | Command::ApiKey { .. } => None,
         }
     }
@@ -198,6 +207,7 @@ fn main() -> std::process::ExitCode {
                 commands::variables::run(&api.context()?, command).await
             }
             Command::Deploy { api, args } => commands::deploy::run(&api, args).await,
+            Command::Ui { api, args } => commands::ui::run(&api, args).await,
             Command::Serve { api, args } => commands::serve::run(&api, args).await,
             Command::Migrate { api, command } => commands::migrate::run(&api, command).await,
             Command::ApiKey {

@@ -54,6 +54,13 @@ pub enum ServerCommand {
         /// default; empty: none), for a UI served from another origin.
         #[arg(long, env = "SLUICE_CORS_ALLOWED_ORIGINS", default_value = "*")]
         cors_allowed_origins: String,
+        /// Prefect's UI bundles, laid out as in the `prefect` package's `server` folder
+        /// (`ui/`, `ui-v2/`). Default: those of the prefect package `python3` imports.
+        #[arg(long, env = "SLUICE_UI_DIR", conflicts_with = "no_ui")]
+        ui_dir: Option<std::path::PathBuf>,
+        /// Serve the API only, without Prefect's UI.
+        #[arg(long, env = "SLUICE_NO_UI")]
+        no_ui: bool,
     },
 }
 
@@ -114,6 +121,8 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         push,
         event_retention_days,
         cors_allowed_origins,
+        ui_dir,
+        no_ui,
     } = command;
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -159,6 +168,24 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         AuthMode::None => {}
     }
     tracing::info!(%addr, store = %location, auth = %Auth::from(auth), "sluice server listening; API at http://{addr}/api");
+    let ui = if no_ui {
+        tracing::info!("no UI: --no-ui");
+        None
+    } else {
+        match crate::ui::Ui::locate(ui_dir.as_deref()) {
+            Ok(ui) => {
+                tracing::info!(from = %ui.origin, "Prefect's UI at http://{addr}/");
+                Some(ui.with_basic_auth(auth == AuthMode::ApiKey))
+            }
+            // An explicit folder that holds no UI is the user's mistake; a missing prefect
+            // package only means there is no UI to serve.
+            Err(reason) if ui_dir.is_some() => anyhow::bail!("no UI to serve: {reason}"),
+            Err(reason) => {
+                tracing::info!("no UI: {reason}");
+                None
+            }
+        }
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (services, pusher) = start_push(services, &push, stop_rx.clone());
@@ -181,6 +208,10 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
             ..Options::default()
         },
     );
+    let app = match ui {
+        Some(ui) => app.fallback_service(ui.router()),
+        None => app,
+    };
     let mut rx = stop_rx;
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod pools;
 pub mod queues;
 pub mod serve;
+pub mod ui;
 pub mod variables;
 pub mod worker;
 pub mod workers;
