@@ -50,7 +50,8 @@ def broken() -> None:
     raise ValueError("boom from the UI test")
 
 
-async def main(pool: str) -> dict:
+def main(pool: str) -> dict:
+    # Called outside any event loop: in one, these calls would return coroutines.
     made = {}
     Secret(value="not-for-the-browser").save("ui-secret", overwrite=True)
     Variable.set("ui_variable", "hello from the UI test", overwrite=True)
@@ -58,6 +59,12 @@ async def main(pool: str) -> dict:
     made["completed_run"] = str(state.state_details.flow_run_id)
     state = broken(return_state=True)
     made["failed_run"] = str(state.state_details.flow_run_id)
+    made.update(asyncio.run(register(pool)))
+    return made
+
+
+async def register(pool: str) -> dict:
+    made = {}
     async with get_client() as client:
         await client.create_global_concurrency_limit(
             GlobalConcurrencyLimitCreate(name="ui-limit", limit=3)
@@ -85,4 +92,4 @@ async def main(pool: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(sys.argv[1]))))
+    print(json.dumps(main(sys.argv[1])))

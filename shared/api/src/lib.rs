@@ -31,6 +31,39 @@ pub struct AppState {
     pub services: Services,
     /// Set when API keys are required: WebSocket handshakes check their token with it.
     pub(crate) key_check: Option<auth::KeyCheck>,
+    /// What `GET /admin/settings` answers: the settings this API was built with.
+    pub(crate) public_settings: Arc<serde_json::Value>,
+}
+
+/// The settings `GET /admin/settings` shows, in Prefect's layout where Prefect has the same
+/// setting, and none of them secret: an auth string is only said to exist.
+fn public_settings(services: &Services, options: &Options) -> serde_json::Value {
+    let settings = &services.settings;
+    serde_json::json!({
+        "server": {
+            "api": {
+                "auth_string": (options.auth == Auth::ApiKey).then_some("**********"),
+                "cors_allowed_origins": options.cors_allowed_origins.join(","),
+                "cors_allowed_methods": "*",
+                "cors_allowed_headers": "*",
+                "csrf_protection_enabled": false,
+                "default_limit": dto::filters::DEFAULT_LIMIT,
+            },
+            "events": {
+                "retention_period": settings
+                    .event_retention_days
+                    .map(|days| format!("P{days}D")),
+            },
+            "services": {
+                "late_runs": { "after_seconds": settings.late_after_seconds },
+            },
+        },
+        "sluice": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "auth": options.auth.to_string(),
+            "body_limit_bytes": options.body_limit,
+        },
+    })
 }
 
 /// How the router is built. Start from `Options::default()` (no authentication, the default
@@ -112,7 +145,7 @@ pub fn router_with(services: Services, options: Options) -> Router {
         auth,
         key_cache_ttl,
         body_limit,
-        cors_allowed_origins,
+        ref cors_allowed_origins,
     } = options;
     let key_check = (auth == Auth::ApiKey).then(|| auth::KeyCheck {
         services: services.clone(),
@@ -121,9 +154,11 @@ pub fn router_with(services: Services, options: Options) -> Router {
             ApiKeyCache::DEFAULT_CAPACITY,
         )),
     });
+    let public_settings = Arc::new(public_settings(&services, &options));
     let mut api = routes::routes().with_state(AppState {
         services,
         key_check: key_check.clone(),
+        public_settings,
     });
     if let Some(check) = key_check {
         // Layered on the `/api` router itself, so it wraps every route and the fallback, and

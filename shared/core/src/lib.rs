@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod concurrency;
 pub mod domain;
 pub mod events;
+pub mod graph;
 pub mod job_config;
 pub mod orchestration;
 pub mod pool_types;

@@ -56,8 +56,31 @@ pub struct DeploymentFilter {
     pub has_active_schedule: Option<bool>,
     /// Deployments whose `updated` is at or after this instant.
     pub updated_after: Option<Timestamp>,
-    /// Keyset paging by id for batch jobs: only ids strictly greater.
+    /// Keyset paging by id for batch jobs: only ids strictly greater (and ordered by id).
     pub id_after: Option<Id>,
+    pub sort: DeploymentSort,
+}
+
+/// Orders of deployments, as Prefect names them; ties are broken by id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeploymentSort {
+    #[default]
+    NameAsc,
+    NameDesc,
+    CreatedDesc,
+    UpdatedDesc,
+}
+
+impl DeploymentSort {
+    pub fn parse(name: &str) -> Option<DeploymentSort> {
+        Some(match name {
+            "NAME_ASC" => DeploymentSort::NameAsc,
+            "NAME_DESC" => DeploymentSort::NameDesc,
+            "CREATED_DESC" => DeploymentSort::CreatedDesc,
+            "UPDATED_DESC" => DeploymentSort::UpdatedDesc,
+            _ => return None,
+        })
+    }
 }
 
 /// Runs without the sort key come last in either direction; ties are broken by id (in the sort's
@@ -179,8 +202,9 @@ pub struct EventFilter {
     pub resource_id_prefixes: Option<Vec<String>>,
     /// Some related resource's id is one of these.
     pub related_ids: Option<Vec<String>>,
-    /// The resource or a related one has one of these ids.
+    /// The resource or a related one has one of these ids / an id starting with one of these.
     pub any_resource_ids: Option<Vec<String>>,
+    pub any_resource_id_prefixes: Option<Vec<String>>,
     /// Newest first (the default) or oldest first.
     pub ascending: bool,
 }

@@ -36,7 +36,7 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use filters::{
-    ArtifactFilter, DeploymentFilter, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
+    ArtifactFilter, DeploymentFilter, DeploymentSort, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
     LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 pub use ports::{

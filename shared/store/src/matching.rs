@@ -10,7 +10,7 @@ use sluice_core::domain::{
 };
 
 use crate::{
-    ArtifactFilter, DeploymentFilter, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
+    ArtifactFilter, DeploymentFilter, DeploymentSort, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
     LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 
@@ -180,9 +180,13 @@ impl DeploymentFilter {
     /// By name then id, or by id alone when paging by `id_after`.
     pub fn compare(&self, a: &Deployment, b: &Deployment) -> Ordering {
         if self.id_after.is_some() {
-            a.id.cmp(&b.id)
-        } else {
-            a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id))
+            return a.id.cmp(&b.id);
+        }
+        match self.sort {
+            DeploymentSort::NameAsc => a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)),
+            DeploymentSort::NameDesc => b.name.cmp(&a.name).then_with(|| b.id.cmp(&a.id)),
+            DeploymentSort::CreatedDesc => b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)),
+            DeploymentSort::UpdatedDesc => b.updated.cmp(&a.updated).then_with(|| b.id.cmp(&a.id)),
         }
     }
 }
@@ -372,6 +376,11 @@ impl EventFilter {
                 .is_none_or(|ids| related.iter().any(|r| ids.iter().any(|i| i == r)))
             && self.any_resource_ids.as_ref().is_none_or(|ids| {
                 ids.contains(&resource_id) || related.iter().any(|r| ids.iter().any(|i| i == r))
+            })
+            && self.any_resource_id_prefixes.as_ref().is_none_or(|ps| {
+                std::iter::once(resource_id.as_str())
+                    .chain(related.iter().copied())
+                    .any(|id| ps.iter().any(|p| id.starts_with(p.as_str())))
             })
     }
 }

@@ -160,6 +160,64 @@ pub fn paging(body: &Value) -> Result<(usize, usize), ApiError> {
 
 /// Refuses top-level keys an endpoint does not know. A null value is "not given" (clients
 /// send every optional filter, most as null) and passes whatever its key.
+/// A `/paginate` request's page: `page` counts from 1, `limit` as [`paging`].
+pub struct Paged {
+    pub page: usize,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Paged {
+    /// Prefect's paginated answer.
+    pub fn answer(&self, results: Vec<Value>, total: usize) -> Value {
+        let pages = if self.limit == 0 {
+            0
+        } else {
+            total.div_ceil(self.limit)
+        };
+        serde_json::json!({
+            "results": results,
+            "count": total,
+            "limit": self.limit,
+            "pages": pages,
+            "page": self.page,
+        })
+    }
+}
+
+pub fn page(body: &Value) -> Result<Paged, ApiError> {
+    let page = match body.get("page") {
+        None | Some(Value::Null) => 1,
+        Some(v) => usize::try_from(v.as_u64().filter(|p| *p >= 1).ok_or_else(|| {
+            bad("page", "must be an integer ≥ 1")
+        })?)
+        .map_err(|_| bad("page", "is too large"))?,
+    };
+    let (limit, _) = paging(&serde_json::json!({ "limit": body.get("limit") }))?;
+    let offset = (page - 1)
+        .checked_mul(limit)
+        .ok_or_else(|| bad("page", "is too large"))?;
+    Ok(Paged {
+        page,
+        limit,
+        offset,
+    })
+}
+
+/// Takes `deployments.flow_or_deployment_name` out of `body` and returns its `like_` text:
+/// deployments whose own name or whose flow's name holds it. Only the deployment routes can
+/// resolve it (they read the flows); elsewhere [`deployment_filter`] refuses it.
+pub fn take_flow_or_deployment_name(body: &mut Value) -> Result<Option<String>, ApiError> {
+    let taken = body
+        .get_mut("deployments")
+        .and_then(Value::as_object_mut)
+        .and_then(|d| d.remove("flow_or_deployment_name"));
+    let mut c = Criteria::new("deployments.flow_or_deployment_name", taken.as_ref())?;
+    let like = c.string("like_")?;
+    c.finish()?;
+    Ok(like.filter(|s| !s.is_empty()))
+}
+
 pub fn only_keys(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
     if let Some(m) = body.as_object() {
         for (k, v) in m {
@@ -224,27 +282,186 @@ pub fn queue_filter(body: &Value) -> Result<QueueCriteria, ApiError> {
 }
 
 /// Variable names to match (`variables.name.any_`).
-pub fn variable_names(body: &Value) -> Result<Option<Vec<String>>, ApiError> {
-    let mut c = Criteria::new("variables", body.get("variables"))?;
-    let names = c.sub("name")?.any_strings()?;
-    c.finish()?;
-    Ok(names)
+/// A variables query. The store narrows by name; the rest is applied to what it returns
+/// (variables are a few hundred at most).
+pub struct VariableQuery {
+    pub names: Option<Vec<String>>,
+    pub name_like: Option<String>,
+    pub tags_all: Option<Vec<String>>,
+    pub sort: VariableSort,
 }
 
-/// The one block type slug a block-document query may name (`block_types.slug.any_`); the
-/// store keys documents by slug and filters on one.
-pub fn block_type_slug(body: &Value) -> Result<Option<String>, ApiError> {
-    let mut c = Criteria::new("block_types", body.get("block_types"))?;
-    let slugs = c.sub("slug")?.any_strings()?;
-    c.finish()?;
-    match slugs.as_deref() {
-        None => Ok(None),
-        Some([one]) => Ok(Some(one.clone())),
-        Some(_) => Err(bad(
-            "block_types.slug.any_",
-            "must name exactly one block type slug",
-        )),
+/// Prefect's variable orders.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum VariableSort {
+    NameAsc,
+    NameDesc,
+    CreatedDesc,
+    UpdatedDesc,
+}
+
+impl VariableQuery {
+    pub fn keep(&self, v: &sluice_core::domain::Variable) -> bool {
+        self.name_like.as_ref().is_none_or(|like| {
+            v.name
+                .to_ascii_lowercase()
+                .contains(&like.to_ascii_lowercase())
+        }) && self
+            .tags_all
+            .as_ref()
+            .is_none_or(|tags| tags.iter().all(|t| v.tags.contains(t)))
     }
+
+    pub fn order(&self, vars: &mut [sluice_core::domain::Variable]) {
+        vars.sort_by(|a, b| match self.sort {
+            VariableSort::NameAsc => a.name.cmp(&b.name),
+            VariableSort::NameDesc => b.name.cmp(&a.name),
+            VariableSort::CreatedDesc => b.created.cmp(&a.created).then(b.id.cmp(&a.id)),
+            VariableSort::UpdatedDesc => b.updated.cmp(&a.updated).then(b.id.cmp(&a.id)),
+        });
+    }
+}
+
+pub fn variable_query(body: &Value) -> Result<VariableQuery, ApiError> {
+    let mut c = Criteria::new("variables", body.get("variables"))?;
+    let mut name = c.sub("name")?;
+    let names = name.strings("any_")?;
+    let name_like = name.string("like_")?.filter(|s| !s.is_empty());
+    name.finish()?;
+    let mut tags = c.sub("tags")?;
+    let tags_all = tags.strings("all_")?;
+    tags.finish()?;
+    c.finish()?;
+    let sort = match body.get("sort") {
+        None | Some(Value::Null) => VariableSort::NameAsc,
+        Some(v) => match v.as_str() {
+            Some("NAME_ASC") => VariableSort::NameAsc,
+            Some("NAME_DESC") => VariableSort::NameDesc,
+            Some("CREATED_DESC") => VariableSort::CreatedDesc,
+            Some("UPDATED_DESC") => VariableSort::UpdatedDesc,
+            _ => {
+                return Err(bad(
+                    "sort",
+                    &format!(
+                        "{v} is not one of NAME_ASC, NAME_DESC, CREATED_DESC, UPDATED_DESC"
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(VariableQuery {
+        names,
+        name_like,
+        tags_all,
+        sort,
+    })
+}
+
+/// A block-document query: the store narrows by one block type slug; the rest is applied to
+/// what it returns.
+pub struct BlockDocumentQuery {
+    pub slug: Option<String>,
+    /// Several slugs (`block_types.slug.any_` with more than one).
+    pub slugs: Option<Vec<String>>,
+    pub ids: Option<Vec<Id>>,
+    pub names: Option<Vec<String>>,
+    pub name_like: Option<String>,
+    /// Prefect lists only named documents unless asked (`is_anonymous.eq_`).
+    pub is_anonymous: Option<bool>,
+    /// The document's schema has every one of these capabilities.
+    pub capabilities_all: Option<Vec<String>>,
+    pub sort: BlockDocumentSort,
+}
+
+/// Prefect's block-document orders.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BlockDocumentSort {
+    NameAsc,
+    NameDesc,
+    BlockTypeAndNameAsc,
+}
+
+impl BlockDocumentQuery {
+    pub fn keep(&self, d: &sluice_core::domain::BlockDocument) -> bool {
+        let name = d.name.as_deref().unwrap_or_default();
+        self.slugs
+            .as_ref()
+            .is_none_or(|s| s.contains(&d.block_type_slug))
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&d.id))
+            && self
+                .names
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|n| n == name))
+            && self.name_like.as_ref().is_none_or(|like| {
+                name.to_ascii_lowercase()
+                    .contains(&like.to_ascii_lowercase())
+            })
+            && self.is_anonymous.is_none_or(|a| a == d.is_anonymous)
+    }
+
+    pub fn order(&self, docs: &mut [sluice_core::domain::BlockDocument]) {
+        docs.sort_by(|a, b| match self.sort {
+            BlockDocumentSort::NameAsc => a.name.cmp(&b.name),
+            BlockDocumentSort::NameDesc => b.name.cmp(&a.name),
+            BlockDocumentSort::BlockTypeAndNameAsc => a
+                .block_type_slug
+                .cmp(&b.block_type_slug)
+                .then_with(|| a.name.cmp(&b.name)),
+        });
+    }
+}
+
+pub fn block_document_query(body: &Value) -> Result<BlockDocumentQuery, ApiError> {
+    let mut types = Criteria::new("block_types", body.get("block_types"))?;
+    let mut slug = types.sub("slug")?;
+    let slugs = slug.strings("any_")?;
+    slug.finish()?;
+    types.finish()?;
+    let mut c = Criteria::new("block_documents", body.get("block_documents"))?;
+    let ids = c.sub("id")?.any_ids()?;
+    let mut name = c.sub("name")?;
+    let names = name.strings("any_")?;
+    let name_like = name.string("like_")?.filter(|s| !s.is_empty());
+    name.finish()?;
+    // Prefect's default, once `block_documents` is given: named documents only.
+    let default_named = c.map.is_some() && c.map.and_then(|m| m.get("is_anonymous")).is_none_or(Value::is_null);
+    let mut anonymous = c.sub("is_anonymous")?;
+    let is_anonymous = anonymous.bool("eq_")?.or(default_named.then_some(false));
+    anonymous.finish()?;
+    c.finish()?;
+    let mut schemas = Criteria::new("block_schemas", body.get("block_schemas"))?;
+    let mut caps = schemas.sub("block_capabilities")?;
+    let capabilities_all = caps.strings("all_")?;
+    caps.finish()?;
+    schemas.finish()?;
+    let sort = match body.get("sort") {
+        None | Some(Value::Null) => BlockDocumentSort::NameAsc,
+        Some(v) => match v.as_str() {
+            Some("NAME_ASC") => BlockDocumentSort::NameAsc,
+            Some("NAME_DESC") => BlockDocumentSort::NameDesc,
+            Some("BLOCK_TYPE_AND_NAME_ASC") => BlockDocumentSort::BlockTypeAndNameAsc,
+            _ => {
+                return Err(bad(
+                    "sort",
+                    &format!("{v} is not one of NAME_ASC, NAME_DESC, BLOCK_TYPE_AND_NAME_ASC"),
+                ));
+            }
+        },
+    };
+    let (slug, slugs) = match slugs {
+        Some(one) if one.len() == 1 => (one.first().cloned(), None),
+        other => (None, other),
+    };
+    Ok(BlockDocumentQuery {
+        slug,
+        slugs,
+        ids,
+        names,
+        name_like,
+        is_anonymous,
+        capabilities_all,
+        sort,
+    })
 }
 
 pub fn worker_filter(body: &Value) -> Result<WorkerFilter, ApiError> {
@@ -328,6 +545,9 @@ pub fn deployment_filter(value: Option<&Value>) -> Result<DeploymentFilter, ApiE
 /// A flow-run query: the store filter plus the flow criteria that must be resolved to ids.
 pub struct RunQuery {
     pub filter: FlowRunFilter,
+    /// `flow_runs.parent_flow_run_id.any_`: subflow runs of these runs, resolved through
+    /// their parent task runs.
+    pub parent_flow_run_ids: Option<Vec<Id>>,
     pub flows: FlowFilter,
     pub deployments: DeploymentFilter,
     pub sort: FlowRunSort,
@@ -373,6 +593,7 @@ pub fn run_query(body: &Value) -> Result<RunQuery, ApiError> {
     let (limit, offset) = paging(body)?;
     let mut c = Criteria::new("flow_runs", body.get("flow_runs"))?;
     let mut f = FlowRunFilter::default();
+    let parent_flow_run_ids;
     {
         let mut id = c.sub("id")?;
         f.ids = id.ids("any_")?;
@@ -419,6 +640,9 @@ pub fn run_query(body: &Value) -> Result<RunQuery, ApiError> {
         let mut parent = c.sub("parent_task_run_id")?;
         f.parent_task_run_ids = parent.ids("any_")?;
         parent.finish()?;
+        let mut parent_run = c.sub("parent_flow_run_id")?;
+        parent_flow_run_ids = parent_run.ids("any_")?;
+        parent_run.finish()?;
         let mut key = c.sub("idempotency_key")?;
         f.idempotency_keys = key.strings("any_")?;
         key.finish()?;
@@ -436,6 +660,7 @@ pub fn run_query(body: &Value) -> Result<RunQuery, ApiError> {
     queues.finish()?;
     Ok(RunQuery {
         filter: f,
+        parent_flow_run_ids,
         flows: flow_filter(body.get("flows"))?,
         deployments: deployment_filter(body.get("deployments"))?,
         sort: parse_sort(body)?,
@@ -479,6 +704,12 @@ pub fn log_filter(body: &Value) -> Result<LogFilter, ApiError> {
 /// A task-run query: `task_runs` criteria, a flow-run id criterion from `flow_runs`, sort, page.
 pub struct TaskRunQuery {
     pub filter: TaskRunFilter,
+    /// `task_runs.subflow_runs.exists_`: only the task runs that stand for a subflow run
+    /// (`true`) or only the others (`false`).
+    pub subflow_runs: Option<bool>,
+    /// Flow-run criteria beyond ids (`flow_runs`, `flows`, `deployments`): the runs they
+    /// select must be resolved to ids (see [`TaskRunQuery::run_criteria`]).
+    pub run_criteria: Option<Value>,
     pub sort: TaskRunSort,
     pub limit: usize,
     pub offset: usize,
@@ -488,6 +719,7 @@ pub fn task_run_query(body: &Value) -> Result<TaskRunQuery, ApiError> {
     let (limit, offset) = paging(body)?;
     let mut c = Criteria::new("task_runs", body.get("task_runs"))?;
     let mut f = TaskRunFilter::default();
+    let subflow_runs;
     {
         let mut id = c.sub("id")?;
         f.ids = id.ids("any_")?;
@@ -521,17 +753,45 @@ pub fn task_run_query(body: &Value) -> Result<TaskRunQuery, ApiError> {
         f.flow_run_ids = run.ids("any_")?;
         f.flow_run_is_null = run.bool("is_null_")?;
         run.finish()?;
+        let mut sub = c.sub("subflow_runs")?;
+        subflow_runs = sub.bool("exists_")?;
+        sub.finish()?;
     }
     c.finish()?;
-    // The client's `read_task_runs(flow_run_filter=...)` names flow runs by id.
-    let mut runs = Criteria::new("flow_runs", body.get("flow_runs"))?;
-    if let Some(ids) = runs.sub("id")?.any_ids()? {
-        f.flow_run_ids = Some(match f.flow_run_ids.take() {
-            Some(mine) => mine.into_iter().filter(|i| ids.contains(i)).collect(),
-            None => ids,
+    // The client's `read_task_runs(flow_run_filter=...)` names flow runs by id: applied here.
+    // Anything more (the UI's time windows, flows, deployments) selects flow runs to resolve.
+    let only_ids = body
+        .get("flow_runs")
+        .and_then(Value::as_object)
+        .is_some_and(|m| {
+            m.iter()
+                .all(|(k, v)| k == "id" || k == "operator" || v.is_null())
         });
+    let mut run_criteria = None;
+    if only_ids {
+        let mut runs = Criteria::new("flow_runs", body.get("flow_runs"))?;
+        if let Some(ids) = runs.sub("id")?.any_ids()? {
+            f.flow_run_ids = Some(match f.flow_run_ids.take() {
+                Some(mine) => mine.into_iter().filter(|i| ids.contains(i)).collect(),
+                None => ids,
+            });
+        }
+        runs.finish()?;
     }
-    runs.finish()?;
+    let mut related = Map::new();
+    for key in ["flow_runs", "flows", "deployments"] {
+        if key == "flow_runs" && only_ids {
+            continue;
+        }
+        if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
+            related.insert(key.to_owned(), v.clone());
+        }
+    }
+    if !related.is_empty() {
+        // Checked now, so a bad criterion is a 422 before anything is read.
+        run_query(&Value::Object(related.clone()))?;
+        run_criteria = Some(Value::Object(related));
+    }
     let sort = match body.get("sort").filter(|v| !v.is_null()) {
         None => TaskRunSort::IdDesc,
         Some(v) => match v.as_str().unwrap_or_default() {
@@ -548,6 +808,8 @@ pub fn task_run_query(body: &Value) -> Result<TaskRunQuery, ApiError> {
     };
     Ok(TaskRunQuery {
         filter: f,
+        subflow_runs,
+        run_criteria,
         sort,
         limit,
         offset,
@@ -570,6 +832,7 @@ pub fn event_filter(value: Option<&Value>) -> Result<EventFilter, ApiError> {
         &mut f.resource_id_prefixes,
         &mut f.related_ids,
         &mut f.any_resource_ids,
+        &mut f.any_resource_id_prefixes,
     ] {
         if list.as_ref().is_some_and(Vec::is_empty) {
             *list = None;
@@ -609,6 +872,7 @@ fn event_criteria(value: Option<&Value>) -> Result<EventFilter, ApiError> {
     related.finish()?;
     let mut any = c.sub("any_resource")?;
     f.any_resource_ids = any.strings("id")?;
+    f.any_resource_id_prefixes = any.strings("id_prefix")?;
     any.finish()?;
     let mut id = c.sub("id")?;
     f.ids = id.ids("id")?;

@@ -261,3 +261,43 @@ pub struct OrchestrationResultResponse {
     pub status: &'static str,
     pub details: Value,
 }
+
+fn graph_artifact_json(a: &sluice_core::graph::GraphArtifact) -> Value {
+    json!({
+        "id": a.id,
+        "created": ts(a.created),
+        "key": a.key,
+        "type": a.artifact_type,
+        "is_latest": a.is_latest,
+        "data": a.data,
+    })
+}
+
+/// Prefect's `Graph`: nodes as `[id, node]` pairs, the run's own artifacts and its states.
+pub fn graph_json(graph: &sluice_core::graph::Graph, states: &[State]) -> Value {
+    let edges = |ids: &[Id]| ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>();
+    json!({
+        "start_time": ts_opt(graph.start_time),
+        "end_time": ts_opt(graph.end_time),
+        "root_node_ids": graph.root_node_ids,
+        "nodes": graph.nodes.iter().map(|n| json!([n.id, {
+            "kind": n.kind.as_str(),
+            "id": n.id,
+            "label": n.label,
+            "state_type": n.state_type.map(StateType::as_str),
+            "start_time": ts(n.start_time),
+            "end_time": ts_opt(n.end_time),
+            "parents": edges(&n.parents),
+            "children": edges(&n.children),
+            "encapsulating": edges(&n.encapsulating),
+            "artifacts": n.artifacts.iter().map(graph_artifact_json).collect::<Vec<_>>(),
+        }])).collect::<Vec<_>>(),
+        "artifacts": graph.artifacts.iter().map(graph_artifact_json).collect::<Vec<_>>(),
+        "states": states.iter().map(|s| json!({
+            "id": s.id,
+            "timestamp": ts(s.timestamp),
+            "type": s.state_type.as_str(),
+            "name": s.name,
+        })).collect::<Vec<_>>(),
+    })
+}

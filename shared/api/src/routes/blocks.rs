@@ -15,7 +15,7 @@ use crate::dto::blocks::{
     BlockDocumentCreate, BlockDocumentUpdate, BlockSchemaCreate, BlockTypeCreate, BlockTypeUpdate,
     block_document_json, block_schema_json, block_type_json,
 };
-use crate::dto::filters::{block_type_slug, only_keys, paging};
+use crate::dto::filters::{block_document_query, only_keys, paging};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PathId};
 
@@ -399,20 +399,38 @@ async fn filtered_documents(app: &AppState, body: &Value) -> ApiResult<Vec<Block
             "offset",
         ],
     )?;
-    for key in ["block_documents", "block_schemas"] {
-        if body.get(key).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::invalid_field(
-                vec!["body".into(), key.into()],
-                format!("filtering block documents by {key} is not supported"),
-            ));
-        }
-    }
-    let slug = block_type_slug(body)?;
-    Ok(app
+    let q = block_document_query(body)?;
+    let mut docs = app
         .services
         .store
-        .list_block_documents(slug.as_deref(), None, 0)
-        .await?)
+        .list_block_documents(q.slug.as_deref(), None, 0)
+        .await?;
+    docs.retain(|d| q.keep(d));
+    if let Some(wanted) = &q.capabilities_all {
+        let mut capable = HashMap::new();
+        let mut kept = Vec::with_capacity(docs.len());
+        for d in docs {
+            let Some(schema_id) = d.block_schema_id else {
+                continue;
+            };
+            if !capable.contains_key(&schema_id) {
+                let caps = app
+                    .services
+                    .store
+                    .read_block_schema(schema_id)
+                    .await?
+                    .map(|s| s.capabilities)
+                    .unwrap_or_default();
+                capable.insert(schema_id, wanted.iter().all(|w| caps.contains(w)));
+            }
+            if capable[&schema_id] {
+                kept.push(d);
+            }
+        }
+        docs = kept;
+    }
+    q.order(&mut docs);
+    Ok(docs)
 }
 
 pub async fn filter_documents(

@@ -5,13 +5,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 use sluice_core::domain::{Id, StateType};
-use sluice_store::{FlowRunFilter, FlowRunSort};
+use sluice_store::{DeploymentSort, FlowFilter, FlowRunFilter, FlowRunSort};
 
 use crate::AppState;
 use crate::dto::deployments::{
     DeploymentCreate, DeploymentFlowRunCreate, DeploymentUpdate, deployment_json,
 };
-use crate::dto::filters::{deployment_filter, flow_filter, only_keys, paging, work_pool_filter};
+use crate::dto::filters::{
+    deployment_filter, flow_filter, only_keys, page, paging,
+    take_flow_or_deployment_name, work_pool_filter,
+};
 use crate::dto::runs::flow_run_json;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PathId};
@@ -98,7 +101,46 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<sluice_store:
             ));
         }
     }
+    let mut body = body.clone();
+    let searched = take_flow_or_deployment_name(&mut body)?;
+    let body = &body;
     let mut filter = deployment_filter(body.get("deployments"))?;
+    if let Some(text) = searched {
+        // Prefect's search box: the deployment's name or its flow's name holds the text.
+        let by_flow = FlowFilter {
+            name_like: Some(text.clone()),
+            ..FlowFilter::default()
+        };
+        let flow_ids: Vec<Id> = app
+            .services
+            .store
+            .list_flows(&by_flow, None, 0)
+            .await?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        let mut ids: Vec<Id> = Vec::new();
+        for f in [
+            sluice_store::DeploymentFilter {
+                name_like: Some(text),
+                ..Default::default()
+            },
+            sluice_store::DeploymentFilter {
+                flow_ids: Some(flow_ids),
+                ..Default::default()
+            },
+        ] {
+            for d in app.services.store.list_deployments(&f, None, 0).await? {
+                if !ids.contains(&d.id) {
+                    ids.push(d.id);
+                }
+            }
+        }
+        filter.ids = Some(match filter.ids.take() {
+            Some(mine) => mine.into_iter().filter(|i| ids.contains(i)).collect(),
+            None => ids,
+        });
+    }
     let flows = flow_filter(body.get("flows"))?;
     if flows.ids.is_some()
         || flows.names.is_some()
@@ -132,63 +174,83 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<sluice_store:
     Ok(filter)
 }
 
-/// Deployments are listed by name (Prefect's default `NAME_ASC`); other orders are refused.
-fn check_sort(body: &Value) -> ApiResult<()> {
+const FILTER_KEYS: [&str; 6] = [
+    "deployments",
+    "flows",
+    "work_pools",
+    "flow_runs",
+    "task_runs",
+    "work_pool_queues",
+];
+
+/// The filter keys, plus the given extras (paging, sort).
+fn keys(extra: &[&'static str]) -> Vec<&'static str> {
+    FILTER_KEYS.iter().chain(extra).copied().collect()
+}
+
+fn sort(body: &Value) -> ApiResult<DeploymentSort> {
     match body.get("sort") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s == "NAME_ASC" => Ok(()),
-        Some(other) => Err(ApiError::invalid_field(
-            vec!["body".into(), "sort".into()],
-            format!("sort {other} is not supported; deployments are listed by NAME_ASC"),
-        )),
+        None | Some(Value::Null) => Ok(DeploymentSort::NameAsc),
+        Some(v) => v.as_str().and_then(DeploymentSort::parse).ok_or_else(|| {
+            ApiError::invalid_field(
+                vec!["body".into(), "sort".into()],
+                format!(
+                    "sort {v} is not one of NAME_ASC, NAME_DESC, CREATED_DESC, UPDATED_DESC"
+                ),
+            )
+        }),
     }
+}
+
+async fn listed(
+    app: &AppState,
+    filter: &sluice_store::DeploymentFilter,
+    limit: usize,
+    offset: usize,
+) -> ApiResult<Vec<Value>> {
+    let items = app
+        .services
+        .store
+        .list_deployments(filter, Some(limit), offset)
+        .await?;
+    let mut out = Vec::with_capacity(items.len());
+    for d in &items {
+        out.push(with_slots(app, d).await?);
+    }
+    Ok(out)
 }
 
 pub async fn filter(
     State(app): State<AppState>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    only_keys(
-        &body,
-        &[
-            "deployments",
-            "flows",
-            "work_pools",
-            "flow_runs",
-            "task_runs",
-            "work_pool_queues",
-            "sort",
-            "limit",
-            "offset",
-        ],
-    )?;
+    only_keys(&body, &keys(&["sort", "limit", "offset"]))?;
     let (limit, offset) = paging(&body)?;
-    check_sort(&body)?;
-    let filter = resolve_filter(&app, &body).await?;
-    let items = app
-        .services
-        .store
-        .list_deployments(&filter, Some(limit), offset)
-        .await?;
-    let mut out = Vec::with_capacity(items.len());
-    for d in &items {
-        out.push(with_slots(&app, d).await?);
-    }
-    Ok(Json(out))
+    let mut filter = resolve_filter(&app, &body).await?;
+    filter.sort = sort(&body)?;
+    Ok(Json(listed(&app, &filter, limit, offset).await?))
 }
 
+/// `POST /deployments/paginate`: `page` (from 1) and `limit`, answered with the page count.
+pub async fn paginate(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    only_keys(&body, &keys(&["sort", "limit", "page"]))?;
+    let paged = page(&body)?;
+    let mut filter = resolve_filter(&app, &body).await?;
+    filter.sort = sort(&body)?;
+    let total = app.services.store.count_deployments(&filter).await?;
+    let results = listed(&app, &filter, paged.limit, paged.offset).await?;
+    Ok(Json(paged.answer(results, total)))
+}
+
+/// A count ignores the order and page a list request would carry (the UI sends the same body
+/// to both).
 pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
-    only_keys(
-        &body,
-        &[
-            "deployments",
-            "flows",
-            "work_pools",
-            "flow_runs",
-            "task_runs",
-            "work_pool_queues",
-        ],
-    )?;
+    only_keys(&body, &keys(&["sort", "limit", "offset"]))?;
+    sort(&body)?;
+    paging(&body)?;
     let filter = resolve_filter(&app, &body).await?;
     Ok(Json(app.services.store.count_deployments(&filter).await?))
 }

@@ -12,7 +12,7 @@ use sluice_core::orchestration::SetStateStatus;
 use sluice_services::{FlowRunInput, FlowRunPatch};
 
 use crate::AppState;
-use crate::dto::filters::{RunQuery, only_keys, run_query};
+use crate::dto::filters::{RunQuery, only_keys, page, run_query};
 use crate::dto::runs::{
     FlowRunCreate, FlowRunUpdate, OrchestrationResultResponse, SetStateBody, flow_run_json,
     state_json,
@@ -60,8 +60,23 @@ pub async fn read(State(app): State<AppState>, PathId(id): PathId) -> ApiResult<
     )))
 }
 
-/// Turns flow and deployment criteria into id lists the run filter understands.
-async fn resolve(app: &AppState, mut q: RunQuery) -> ApiResult<RunQuery> {
+/// Turns flow, deployment and parent-run criteria into id lists the run filter understands.
+pub(crate) async fn resolve(app: &AppState, mut q: RunQuery) -> ApiResult<RunQuery> {
+    if let Some(parents) = q.parent_flow_run_ids.take() {
+        // A subflow run points at the task run that stands for it inside its parent run.
+        let tasks = sluice_store::TaskRunFilter {
+            flow_run_ids: Some(parents),
+            ..Default::default()
+        };
+        let ids: Vec<Id> = app
+            .services
+            .list_task_runs(&tasks, sluice_store::TaskRunSort::IdDesc, None, 0)
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        q.filter.parent_task_run_ids = Some(intersect(q.filter.parent_task_run_ids.take(), ids));
+    }
     let f = &q.flows;
     if f.ids.is_some() || f.names.is_some() || f.name_like.is_some() || f.tags_all.is_some() {
         let ids: Vec<Id> = app
@@ -128,6 +143,30 @@ pub async fn filter(
     Ok(Json(runs.iter().map(flow_run_json).collect()))
 }
 
+/// `POST /flow_runs/paginate`: `page` (from 1) and `limit`, answered with the page count.
+pub async fn paginate(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    let mut keys = FILTER_KEYS.to_vec();
+    keys.retain(|k| *k != "offset");
+    keys.push("page");
+    only_keys(&body, &keys)?;
+    reject_task_runs(&body)?;
+    let paged = page(&body)?;
+    let mut q = resolve(&app, run_query(&body)?).await?;
+    q.offset = paged.offset;
+    let total = app.services.store.count_flow_runs(&q.filter).await?;
+    let runs = app
+        .services
+        .list_flow_runs(&q.filter, q.sort, paged.limit, paged.offset)
+        .await?;
+    Ok(Json(
+        paged.answer(runs.iter().map(flow_run_json).collect(), total),
+    ))
+}
+
+/// A count ignores the order and page a list request would carry.
 pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
     only_keys(&body, FILTER_KEYS)?;
     reject_task_runs(&body)?;
@@ -252,4 +291,169 @@ pub async fn states(
     })?;
     let states = app.services.store.read_flow_run_states(id).await?;
     Ok(Json(states.iter().map(|s| state_json(s, id)).collect()))
+}
+
+/// `GET /flow_runs/{id}/graph-v2[?since=...]`: the run's task runs and subflows as the UI's
+/// graph draws them (rules in `sluice_core::graph`).
+pub async fn graph(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let since = match query.get("since") {
+        None => None,
+        Some(raw) => Some(sluice_core::time::parse_timestamp(raw).ok_or_else(|| {
+            ApiError::invalid_field(
+                vec!["query".into(), "since".into()],
+                format!("Input should be a valid datetime, got {raw:?}"),
+            )
+        })?),
+    };
+    let run = app.services.read_flow_run(id).await?.value;
+    let tasks = app
+        .services
+        .list_task_runs(
+            &sluice_store::TaskRunFilter {
+                flow_run_ids: Some(vec![id]),
+                ..Default::default()
+            },
+            sluice_store::TaskRunSort::IdDesc,
+            None,
+            0,
+        )
+        .await?;
+    let subflow_runs = if tasks.is_empty() {
+        Vec::new()
+    } else {
+        app.services
+            .store
+            .list_flow_runs(
+                &sluice_store::FlowRunFilter {
+                    parent_task_run_ids: Some(tasks.iter().map(|t| t.id).collect()),
+                    ..Default::default()
+                },
+                sluice_store::FlowRunSort::IdDesc,
+                None,
+                0,
+            )
+            .await?
+    };
+    let mut flow_names: HashMap<Id, String> = HashMap::new();
+    let mut subflows = Vec::with_capacity(subflow_runs.len());
+    for sub in subflow_runs {
+        if !flow_names.contains_key(&sub.flow_id) {
+            let name = app
+                .services
+                .store
+                .read_flow(sub.flow_id)
+                .await?
+                .map(|f| f.name)
+                .unwrap_or_default();
+            flow_names.insert(sub.flow_id, name);
+        }
+        let name = flow_names[&sub.flow_id].clone();
+        subflows.push((sub, name));
+    }
+    let artifacts = app
+        .services
+        .store
+        .list_artifacts(&sluice_store::ArtifactFilter {
+            flow_run_ids: Some(vec![id]),
+            ..Default::default()
+        })
+        .await?;
+    let mut latest_of_key = HashMap::new();
+    for key in artifacts.iter().filter_map(|a| a.key.clone()) {
+        if latest_of_key.contains_key(&key) {
+            continue;
+        }
+        let newest = app
+            .services
+            .store
+            .list_artifacts(&sluice_store::ArtifactFilter {
+                keys: Some(vec![key.clone()]),
+                ..Default::default()
+            })
+            .await?;
+        if let Some(first) = newest.first() {
+            latest_of_key.insert(key, first.id);
+        }
+    }
+    let graph = sluice_core::graph::build(&sluice_core::graph::GraphInput {
+        run: &run,
+        task_runs: &tasks,
+        subflows: &subflows,
+        artifacts: &artifacts,
+        latest_of_key: &latest_of_key,
+        since,
+        max_nodes: sluice_core::graph::MAX_NODES,
+    })
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let states = app.services.store.read_flow_run_states(id).await?;
+    Ok(Json(crate::dto::runs::graph_json(&graph, &states)))
+}
+
+/// `POST /flow_runs/lateness`: the average lateness, in seconds, of the runs the filter
+/// selects (null when it selects none).
+pub async fn lateness(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<Value>> {
+    only_keys(&body, FILTER_KEYS)?;
+    reject_task_runs(&body)?;
+    let q = resolve(&app, run_query(&body)?).await?;
+    let runs = app
+        .services
+        .store
+        .list_flow_runs(&q.filter, q.sort, None, 0)
+        .await?;
+    if runs.is_empty() {
+        return Ok(Json(Value::Null));
+    }
+    let now = app.services.now();
+    let total: f64 = runs.iter().map(|r| r.estimated_start_time_delta(now)).sum();
+    Ok(Json(json!(total / runs.len() as f64)))
+}
+
+/// `POST /ui/flow_runs/history`: the runs the filter selects, each as its state, time,
+/// duration and lateness (Prefect's `SimpleFlowRun`), for the UI's run charts.
+pub async fn history(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<Value>> {
+    only_keys(&body, FILTER_KEYS)?;
+    reject_task_runs(&body)?;
+    let mut body = body;
+    // Prefect's defaults for this route: newest expected first, up to 1000.
+    if body.get("sort").is_none_or(Value::is_null) {
+        body["sort"] = json!("EXPECTED_START_TIME_DESC");
+    }
+    let limit = match body.get("limit") {
+        None | Some(Value::Null) => 1000,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 1000 => n as usize,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    vec!["body".into(), "limit".into()],
+                    "limit must be an integer from 0 to 1000",
+                ));
+            }
+        },
+    };
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("limit");
+    }
+    let q = resolve(&app, run_query(&body)?).await?;
+    let runs = app
+        .services
+        .list_flow_runs(&q.filter, q.sort, limit, q.offset)
+        .await?;
+    let now = app.services.now();
+    Ok(Json(Value::Array(
+        runs.iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "state_type": r.state_type().map(sluice_core::domain::StateType::as_str),
+                    "timestamp": crate::dto::ts_opt(r.start_time.or(r.expected_start_time)),
+                    "duration": r.estimated_run_time(now),
+                    "lateness": r.estimated_start_time_delta(now),
+                })
+            })
+            .collect(),
+    )))
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sluice_core::domain::{LogEntry, Variable, validate_variable_name};
 
 use crate::AppState;
-use crate::dto::filters::{log_filter, only_keys, paging, variable_names};
+use crate::dto::filters::{VariableQuery, log_filter, only_keys, paging, variable_query};
 use crate::dto::misc::{LogCreate, VariableCreate, VariableUpdate, log_json, variable_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PathId};
@@ -30,6 +30,11 @@ pub const PREFECT_COMPATIBLE_VERSION: &str = "3.9.1";
 
 pub async fn admin_version() -> Json<&'static str> {
     Json(PREFECT_COMPATIBLE_VERSION)
+}
+
+/// `GET /admin/settings`: the settings the API runs with (no secret among them).
+pub async fn admin_settings(State(app): State<AppState>) -> Json<Value> {
+    Json((*app.public_settings).clone())
 }
 
 /// `GET /admin/storage`: the server's default result storage block. Sluice has no such
@@ -199,40 +204,38 @@ pub async fn filter_variables(
 ) -> ApiResult<Json<Vec<Value>>> {
     only_keys(&body, &["variables", "sort", "limit", "offset"])?;
     let (limit, offset) = paging(&body)?;
-    // Variables are listed by name (Prefect's default `NAME_ASC`); other orders are refused
-    // rather than ignored.
-    match body.get("sort") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s == "NAME_ASC" => {}
-        Some(other) => {
-            return Err(ApiError::invalid_field(
-                vec!["body".into(), "sort".into()],
-                format!("sort {other} is not supported; variables are listed by NAME_ASC"),
-            ));
-        }
-    }
-    let names = variable_names(&body)?;
-    let vars = app
-        .services
-        .store
-        .list_variables(names.as_deref(), Some(limit), offset)
-        .await?;
-    Ok(Json(vars.iter().map(variable_json).collect()))
+    let q = variable_query(&body)?;
+    let vars = matching_variables(&app, &q).await?;
+    Ok(Json(
+        vars.iter()
+            .skip(offset)
+            .take(limit)
+            .map(variable_json)
+            .collect(),
+    ))
 }
 
+async fn matching_variables(app: &AppState, q: &VariableQuery) -> ApiResult<Vec<Variable>> {
+    let mut vars = app
+        .services
+        .store
+        .list_variables(q.names.as_deref(), None, 0)
+        .await?;
+    vars.retain(|v| q.keep(v));
+    q.order(&mut vars);
+    Ok(vars)
+}
+
+/// A count ignores the order and page a list request would carry (the UI sends the same body
+/// to both).
 pub async fn count_variables(
     State(app): State<AppState>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<usize>> {
-    only_keys(&body, &["variables"])?;
-    let names = variable_names(&body)?;
-    Ok(Json(
-        app.services
-            .store
-            .list_variables(names.as_deref(), None, 0)
-            .await?
-            .len(),
-    ))
+    only_keys(&body, &["variables", "sort", "limit", "offset"])?;
+    paging(&body)?;
+    let q = variable_query(&body)?;
+    Ok(Json(matching_variables(&app, &q).await?.len()))
 }
 
 // ---- logs --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! Route table. Paths follow Prefect's server (`src/prefect/server/api/*.py`).
 
+mod absent;
 mod artifacts;
 mod blocks;
 mod concurrency;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/version", get(misc::version))
         .route("/admin/version", get(misc::admin_version))
         .route("/admin/storage", get(misc::admin_storage))
+        .route("/admin/settings", get(misc::admin_settings))
         .route("/hello", get(misc::hello))
         .route("/csrf-token", get(misc::csrf_token))
         .route(
@@ -70,11 +72,13 @@ pub fn routes() -> Router<AppState> {
             delete(pools::remove_worker),
         )
         .route("/work_queues/{id}", get(pools::read_queue_by_id))
+        .route("/work_queues/filter", post(pools::filter_all_queues))
         // flows
         .route("/flows/", post(flows::create))
         .route("/flows", post(flows::create))
         .route("/flows/filter", post(flows::filter))
         .route("/flows/count", post(flows::count))
+        .route("/flows/paginate", post(flows::paginate))
         .route("/flows/name/{name}", get(flows::read_by_name))
         .route("/flows/{id}", get(flows::read).delete(flows::remove))
         // deployments
@@ -82,6 +86,7 @@ pub fn routes() -> Router<AppState> {
         .route("/deployments", post(deployments::create))
         .route("/deployments/filter", post(deployments::filter))
         .route("/deployments/count", post(deployments::count))
+        .route("/deployments/paginate", post(deployments::paginate))
         .route(
             "/deployments/get_scheduled_flow_runs",
             post(deployments::scheduled_runs),
@@ -113,6 +118,19 @@ pub fn routes() -> Router<AppState> {
         .route("/flow_runs", post(flow_runs::create))
         .route("/flow_runs/filter", post(flow_runs::filter))
         .route("/flow_runs/count", post(flow_runs::count))
+        .route("/flow_runs/paginate", post(flow_runs::paginate))
+        .route("/flow_runs/lateness", post(flow_runs::lateness))
+        .route("/flow_runs/{id}/graph-v2", get(flow_runs::graph))
+        .route("/ui/flow_runs/history", post(flow_runs::history))
+        .route("/ui/flows/count-deployments", post(ui::count_deployments_by_flow))
+        .route("/ui/flows/next-runs", post(ui::next_runs_by_flow))
+        .route("/saved_searches/filter", post(absent::saved_searches))
+        .route("/automations/filter", post(absent::automations))
+        .route("/automations/count", post(absent::count_automations))
+        .route(
+            "/automations/related-to/{resource}",
+            get(absent::related_automations),
+        )
         .route(
             "/flow_runs/{id}",
             get(flow_runs::read)

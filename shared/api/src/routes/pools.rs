@@ -308,31 +308,61 @@ pub async fn filter_queues(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Vec<WorkQueueResponse>>> {
     only_keys(&body, &["work_queues", "limit", "offset"])?;
-    let (limit, offset) = paging(&body)?;
+    let pool = app.services.read_work_pool(&pool).await?;
+    let queues = app.services.store.list_work_queues(pool.id).await?;
+    let queues = queues.into_iter().map(|q| (q, pool.name.clone())).collect();
+    filtered_queues(&app, &body, queues).await.map(Json)
+}
+
+/// `POST /work_queues/filter`: the queues of every pool (Prefect's pool-less queue route,
+/// which the UI's event filters list).
+pub async fn filter_all_queues(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Vec<WorkQueueResponse>>> {
+    only_keys(&body, &["work_queues", "limit", "offset"])?;
+    let mut queues = Vec::new();
+    for pool in app
+        .services
+        .store
+        .list_work_pools(&Default::default(), None, 0)
+        .await?
+    {
+        for q in app.services.store.list_work_queues(pool.id).await? {
+            queues.push((q, pool.name.clone()));
+        }
+    }
+    filtered_queues(&app, &body, queues).await.map(Json)
+}
+
+async fn filtered_queues(
+    app: &AppState,
+    body: &Value,
+    queues: Vec<(WorkQueue, String)>,
+) -> ApiResult<Vec<WorkQueueResponse>> {
+    let (limit, offset) = paging(body)?;
     let QueueCriteria {
         names,
         prefixes,
         ids,
-    } = queue_filter(&body)?;
-    let pool = app.services.read_work_pool(&pool).await?;
-    let queues = app.services.store.list_work_queues(pool.id).await?;
-    let picked: Vec<WorkQueue> = queues
+    } = queue_filter(body)?;
+    let picked: Vec<(WorkQueue, String)> = queues
         .into_iter()
-        .filter(|q| names.as_ref().is_none_or(|n| n.contains(&q.name)))
-        .filter(|q| {
+        .filter(|(q, _)| names.as_ref().is_none_or(|n| n.contains(&q.name)))
+        .filter(|(q, _)| {
             prefixes
                 .as_ref()
                 .is_none_or(|p| p.iter().any(|p| q.name.starts_with(p.as_str())))
         })
-        .filter(|q| ids.as_ref().is_none_or(|i| i.contains(&q.id)))
+        .filter(|(q, _)| ids.as_ref().is_none_or(|i| i.contains(&q.id)))
         .skip(offset)
         .take(limit)
         .collect();
     let mut out = Vec::with_capacity(picked.len());
-    for q in picked {
-        out.push(queue_response(&app, q, pool.name.clone()).await?);
+    for (q, pool_name) in picked {
+        out.push(queue_response(app, q, pool_name).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 pub async fn update_queue(

@@ -9,37 +9,81 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sluice_core::domain::Id;
 use sluice_services::TaskRunInput;
+use sluice_store::{FlowRunFilter, FlowRunSort, TaskRunSort};
 
 use crate::AppState;
-use crate::dto::filters::{only_keys, task_run_query};
+use crate::dto::filters::{TaskRunQuery, only_keys, page, run_query, task_run_query};
 use crate::dto::runs::SetStateBody;
 use crate::dto::task_runs::{TaskRunCreate, task_run_json, task_run_state_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PathId};
 
-const FILTER_KEYS: [&str; 7] = [
+const FILTER_KEYS: [&str; 8] = [
     "task_runs",
     "flow_runs",
+    "flows",
+    "deployments",
     "sort",
     "limit",
     "offset",
     "page",
-    "flows",
 ];
 
-/// `flows` and `deployments` criteria narrow runs by what they belong to; Sluice answers them
-/// only when empty (the client sends them as null).
-fn refuse_unsupported(body: &Value) -> ApiResult<()> {
-    for key in ["flows", "deployments"] {
-        if body.get(key).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::invalid_field(
-                vec!["body".into(), key.into()],
-                format!("filtering task runs by {key} is not supported"),
-            ));
-        }
+/// The store filter of a task-run query, its flow-run and subflow criteria resolved to ids.
+pub(crate) async fn resolve(
+    app: &AppState,
+    q: &TaskRunQuery,
+) -> ApiResult<sluice_store::TaskRunFilter> {
+    let mut filter = q.filter.clone();
+    if let Some(criteria) = &q.run_criteria {
+        let runs = crate::routes::flow_runs::resolve(app, run_query(criteria)?).await?;
+        let ids: Vec<Id> = app
+            .services
+            .store
+            .list_flow_runs(&runs.filter, FlowRunSort::IdDesc, None, 0)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        filter.flow_run_ids = Some(match filter.flow_run_ids.take() {
+            Some(mine) => mine.into_iter().filter(|i| ids.contains(i)).collect(),
+            None => ids,
+        });
     }
-    Ok(())
+    if let Some(exists) = q.subflow_runs {
+        // The task runs that stand for a subflow: some flow run names them as its parent.
+        let candidates: Vec<Id> = app
+            .services
+            .list_task_runs(&filter, TaskRunSort::IdDesc, None, 0)
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let parents: Vec<Id> = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            let subflows = FlowRunFilter {
+                parent_task_run_ids: Some(candidates.clone()),
+                ..Default::default()
+            };
+            app.services
+                .store
+                .list_flow_runs(&subflows, FlowRunSort::IdDesc, None, 0)
+                .await?
+                .into_iter()
+                .filter_map(|r| r.parent_task_run_id)
+                .collect()
+        };
+        filter.ids = Some(
+            candidates
+                .into_iter()
+                .filter(|id| parents.contains(id) == exists)
+                .collect(),
+        );
+    }
+    Ok(filter)
 }
 
 pub async fn create(
@@ -101,11 +145,11 @@ pub async fn filter(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Vec<Value>>> {
     only_keys(&body, &FILTER_KEYS)?;
-    refuse_unsupported(&body)?;
     let q = task_run_query(&body)?;
+    let filter = resolve(&app, &q).await?;
     let runs = app
         .services
-        .list_task_runs(&q.filter, q.sort, Some(q.limit), q.offset)
+        .list_task_runs(&filter, q.sort, Some(q.limit), q.offset)
         .await?;
     let now = app.services.now();
     Ok(Json(runs.iter().map(|r| task_run_json(r, now)).collect()))
@@ -113,9 +157,9 @@ pub async fn filter(
 
 pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
     only_keys(&body, &FILTER_KEYS)?;
-    refuse_unsupported(&body)?;
     let q = task_run_query(&body)?;
-    Ok(Json(app.services.count_task_runs(&q.filter).await?))
+    let filter = resolve(&app, &q).await?;
+    Ok(Json(app.services.count_task_runs(&filter).await?))
 }
 
 /// `POST /task_runs/paginate`: `page` (from 1) and `limit` instead of an offset.
@@ -124,33 +168,19 @@ pub async fn paginate(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Value>> {
     only_keys(&body, &FILTER_KEYS)?;
-    refuse_unsupported(&body)?;
-    let page = match body.get("page") {
-        None | Some(Value::Null) => 1,
-        Some(v) => v.as_u64().filter(|p| *p >= 1).ok_or_else(|| {
-            ApiError::invalid_field(vec!["body".into(), "page".into()], "must be an integer ≥ 1")
-        })? as usize,
-    };
-    let mut q = task_run_query(&body)?;
-    q.offset = (page - 1) * q.limit;
-    let total = app.services.count_task_runs(&q.filter).await?;
+    let paged = page(&body)?;
+    let q = task_run_query(&body)?;
+    let filter = resolve(&app, &q).await?;
+    let total = app.services.count_task_runs(&filter).await?;
     let runs = app
         .services
-        .list_task_runs(&q.filter, q.sort, Some(q.limit), q.offset)
+        .list_task_runs(&filter, q.sort, Some(paged.limit), paged.offset)
         .await?;
     let now = app.services.now();
-    let pages = if q.limit == 0 {
-        0
-    } else {
-        total.div_ceil(q.limit)
-    };
-    Ok(Json(json!({
-        "results": runs.iter().map(|r| task_run_json(r, now)).collect::<Vec<_>>(),
-        "count": total,
-        "limit": q.limit,
-        "pages": pages,
-        "page": page,
-    })))
+    Ok(Json(paged.answer(
+        runs.iter().map(|r| task_run_json(r, now)).collect(),
+        total,
+    )))
 }
 
 /// Accepted as proposed (Prefect 3's engine reports task-run states as events; this serves
@@ -212,7 +242,6 @@ pub async fn history(
             "deployments",
         ],
     )?;
-    refuse_unsupported(&body)?;
     let time = |key: &str| -> ApiResult<sluice_core::domain::Timestamp> {
         body.get(key)
             .and_then(Value::as_str)
@@ -231,14 +260,17 @@ pub async fn history(
                 "a number of seconds is required",
             )
         })?;
-    let mut q = task_run_query(&json!({
+    let q = task_run_query(&json!({
         "task_runs": body.get("task_runs"),
         "flow_runs": body.get("flow_runs"),
+        "flows": body.get("flows"),
+        "deployments": body.get("deployments"),
     }))?;
-    q.filter.expected_start_time_after = Some(start);
+    let mut filter = resolve(&app, &q).await?;
+    filter.expected_start_time_after = Some(start);
     let runs = app
         .services
-        .list_task_runs(&q.filter, sluice_store::TaskRunSort::IdDesc, None, 0)
+        .list_task_runs(&filter, TaskRunSort::IdDesc, None, 0)
         .await?;
     let now = app.services.now();
     let history = sluice_core::task_runs::run_history(&runs, start, end, interval, now)

@@ -78,9 +78,10 @@ pub async fn dashboard_counts_route(
     let mut allowed = vec!["task_runs"];
     allowed.extend(RELATED);
     only_keys(&body, &allowed)?;
-    refuse_related(&body, &RELATED)?;
-    let mut q = task_run_query(&body)?;
-    let Some(after) = q.filter.start_time_after else {
+    refuse_related(&body, &["work_pools", "work_queues"])?;
+    let q = task_run_query(&body)?;
+    let mut filter = crate::routes::task_runs::resolve(&app, &q).await?;
+    let Some(after) = filter.start_time_after else {
         return Err(ApiError::unprocessable(
             "task_runs.start_time.after_ is required",
         ));
@@ -88,11 +89,10 @@ pub async fn dashboard_counts_route(
     let start = after
         - chrono::Duration::nanoseconds(i64::from(chrono::Timelike::nanosecond(&after)))
         - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&after)));
-    let end = q
-        .filter
+    let end = filter
         .start_time_before
         .unwrap_or_else(|| app.services.now());
-    q.filter.state_types = Some(
+    filter.state_types = Some(
         StateType::ALL
             .into_iter()
             .filter(|t| t.is_terminal())
@@ -100,7 +100,7 @@ pub async fn dashboard_counts_route(
     );
     let runs = app
         .services
-        .list_task_runs(&q.filter, TaskRunSort::IdDesc, None, 0)
+        .list_task_runs(&filter, TaskRunSort::IdDesc, None, 0)
         .await?;
     Ok(Json(
         dashboard_counts(&runs, start, end, DASHBOARD_BUCKETS)
@@ -115,11 +115,11 @@ pub async fn count_by_state(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<BTreeMap<&'static str, usize>>> {
     only_keys(&body, &["task_runs", "flows", "flow_runs", "deployments"])?;
-    refuse_related(&body, &["flows", "deployments"])?;
     let q = task_run_query(&body)?;
+    let filter = crate::routes::task_runs::resolve(&app, &q).await?;
     let runs = app
         .services
-        .list_task_runs(&q.filter, TaskRunSort::IdDesc, None, 0)
+        .list_task_runs(&filter, TaskRunSort::IdDesc, None, 0)
         .await?;
     let mut counts: BTreeMap<&'static str, usize> =
         StateType::ALL.iter().map(|t| (t.as_str(), 0)).collect();
@@ -152,5 +152,80 @@ pub async fn read_task_run(
     };
     let mut out = task_run_json(&run, app.services.now());
     out["flow_run_name"] = json!(flow_run_name);
+    Ok(Json(out))
+}
+
+/// A body of at most 200 flow ids, as Prefect's `/ui/flows/...` routes take.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowIdsBody {
+    flow_ids: Vec<Id>,
+}
+
+impl FlowIdsBody {
+    fn ids(&self) -> ApiResult<&[Id]> {
+        if self.flow_ids.len() > MAX_FLOW_RUN_IDS {
+            return Err(ApiError::invalid_field(
+                vec!["body".into(), "flow_ids".into()],
+                format!("at most {MAX_FLOW_RUN_IDS} flows"),
+            ));
+        }
+        Ok(&self.flow_ids)
+    }
+}
+
+/// `POST /ui/flows/count-deployments`: each flow's number of deployments.
+pub async fn count_deployments_by_flow(
+    State(app): State<AppState>,
+    Body(body): Body<FlowIdsBody>,
+) -> ApiResult<Json<BTreeMap<String, usize>>> {
+    let mut out = BTreeMap::new();
+    for id in body.ids()? {
+        let filter = sluice_store::DeploymentFilter {
+            flow_ids: Some(vec![*id]),
+            ..Default::default()
+        };
+        out.insert(
+            id.to_string(),
+            app.services.store.count_deployments(&filter).await?,
+        );
+    }
+    Ok(Json(out))
+}
+
+/// `POST /ui/flows/next-runs`: each flow's next scheduled run (null when none).
+pub async fn next_runs_by_flow(
+    State(app): State<AppState>,
+    Body(body): Body<FlowIdsBody>,
+) -> ApiResult<Json<BTreeMap<String, Value>>> {
+    let mut out = BTreeMap::new();
+    for id in body.ids()? {
+        let filter = sluice_store::FlowRunFilter {
+            flow_ids: Some(vec![*id]),
+            state_types: Some(vec![StateType::Scheduled]),
+            ..Default::default()
+        };
+        let next = app
+            .services
+            .store
+            .list_flow_runs(
+                &filter,
+                sluice_store::FlowRunSort::NextScheduledStartTimeAsc,
+                Some(1),
+                0,
+            )
+            .await?;
+        let answer = next.first().map_or(Value::Null, |r| {
+            json!({
+                "id": r.id,
+                "flow_id": r.flow_id,
+                "name": r.name,
+                "state_name": r.state_name(),
+                "state_type": r.state_type().map(StateType::as_str),
+                "next_scheduled_start_time": crate::dto::ts_opt(r.next_scheduled_start_time),
+            })
+        });
+        out.insert(id.to_string(), answer);
+    }
     Ok(Json(out))
 }

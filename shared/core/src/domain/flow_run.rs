@@ -59,6 +59,33 @@ impl FlowRun {
         self.state.as_ref().map(|s| s.name.as_str())
     }
 
+    /// Seconds run so far: the time summed in RUNNING, plus the current visit if it is
+    /// running now (Prefect's `estimated_run_time`).
+    pub fn estimated_run_time(&self, now: Timestamp) -> f64 {
+        match &self.state {
+            Some(s) if s.state_type == StateType::Running && now > s.timestamp => {
+                self.total_run_time + seconds(now - s.timestamp)
+            }
+            _ => self.total_run_time,
+        }
+    }
+
+    /// Seconds late: how much later than expected it started, or, for a run that has not
+    /// started and is not finished, how long past its expected start it is now (Prefect's
+    /// `estimated_start_time_delta`).
+    pub fn estimated_start_time_delta(&self, now: Timestamp) -> f64 {
+        match (self.start_time, self.expected_start_time) {
+            (Some(start), Some(expected)) if start > expected => seconds(start - expected),
+            (Some(_), _) => 0.0,
+            (None, Some(expected))
+                if expected < now && !self.state_type().is_some_and(StateType::is_terminal) =>
+            {
+                seconds(now - expected)
+            }
+            (None, _) => 0.0,
+        }
+    }
+
     /// A run with no state yet; callers set the initial state through orchestration.
     pub fn new(flow_id: Id, now: Timestamp) -> FlowRun {
         FlowRun {
@@ -95,4 +122,8 @@ impl FlowRun {
             job_variables: None,
         }
     }
+}
+
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_microseconds().map_or(d.num_seconds() as f64, |us| us as f64 / 1e6)
 }

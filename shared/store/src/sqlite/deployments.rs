@@ -15,7 +15,7 @@ use super::codec::{
     opt_json, opt_text, opt_ts, page, query_all, query_opt, set_clause, text, ts_value, values_of,
     write_err,
 };
-use crate::{DeploymentFilter, DeploymentStore, StoreError};
+use crate::{DeploymentFilter, DeploymentSort, DeploymentStore, StoreError};
 
 fn deployment_columns(d: &Deployment) -> Result<Columns> {
     Ok(vec![
@@ -258,10 +258,13 @@ impl DeploymentStore for SqliteStore {
         offset: usize,
     ) -> Result<Vec<Deployment>> {
         let w = deployment_where(filter);
-        let order = if filter.id_after.is_some() {
-            "id"
-        } else {
-            "name, id"
+        // The same orders as `DeploymentFilter::compare`.
+        let order = match filter.sort {
+            _ if filter.id_after.is_some() => "id",
+            DeploymentSort::NameAsc => "name, id",
+            DeploymentSort::NameDesc => "name DESC, id DESC",
+            DeploymentSort::CreatedDesc => "created DESC, id DESC",
+            DeploymentSort::UpdatedDesc => "updated DESC, id DESC",
         };
         self.read(move |conn| {
             let sql = format!(
