@@ -55,6 +55,17 @@ if [ "${SLUICE_SKIP_PREFECT:-0}" != "1" ]; then
     export SLUICE_REQUIRE_PREFECT=1
 fi
 
+# Chromium and playwright-core for the UI test (cli/tests/ui.rs), which drives Prefect's UI
+# served by Sluice. SLUICE_SKIP_BROWSER=1 skips that test instead (offline, or without root to
+# install Debian's chromium).
+if [ "${SLUICE_SKIP_BROWSER:-0}" != "1" ]; then
+    browser="$(infra/browser.sh)"
+    SLUICE_CHROMIUM="$(sed -n 1p <<<"$browser")"
+    SLUICE_PLAYWRIGHT_MODULES="$(sed -n 2p <<<"$browser")"
+    export SLUICE_CHROMIUM SLUICE_PLAYWRIGHT_MODULES
+    export SLUICE_REQUIRE_BROWSER=1
+fi
+
 # `--workspace` would override a `-p` given here, so it is added only when no package is named.
 scope=(--workspace)
 for arg in "$@"; do

@@ -5,7 +5,10 @@
 //
 // SPEC: {"base": "http://127.0.0.1:PORT", "chromium": "/usr/bin/chromium", "shots": DIR,
 //        "node_modules": the folder holding playwright-core,
-//        "login": KEY or null, "pages": [{"name", "path", "expect": [TEXT...]}]}
+//        "login": KEY or null,
+//        "pages": [{"name", "path", "expect": [TEXT...], "calls": [PATH PART...],
+//                   "steps": [{"click": TEXT} | {"expect": TEXT}]}]}
+// `calls`: API paths (parts of them) the page must have called, each answered below 400.
 // Prints one JSON line per page and exits 1 if any page failed.
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -71,19 +74,40 @@ async function visit(context, spec_page) {
     // The pages poll; "idle" is a quiet half second, or ten seconds at most.
     await tab.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
     for (const text of spec_page.expect ?? []) {
-      try {
-        await tab.getByText(text, { exact: false }).first().waitFor({ state: "visible", timeout: 15000 });
-      } catch {
-        problems.push(`text not visible: ${JSON.stringify(text)}`);
+      await expectText(tab, text, problems);
+    }
+    for (const step of spec_page.steps ?? []) {
+      if (step.click !== undefined) {
+        try {
+          await tab.getByText(step.click, { exact: true }).first().click({ timeout: 15000 });
+          await tab.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
+        } catch {
+          problems.push(`could not click ${JSON.stringify(step.click)}`);
+        }
+      } else if (step.expect !== undefined) {
+        await expectText(tab, step.expect, problems);
       }
     }
     await tab.waitForTimeout(spec_page.settle ?? 1000);
   } catch (error) {
     problems.push(`navigation: ${error.message}`);
   }
+  for (const part of spec_page.calls ?? []) {
+    if (!calls.some((call) => call.includes(part))) {
+      problems.push(`never called ${JSON.stringify(part)}`);
+    }
+  }
   await tab.screenshot({ path: `${spec.shots}/${spec_page.name}.png`, fullPage: true }).catch(() => {});
   await tab.close();
   return { page: spec_page.name, path: spec_page.path, problems, calls: [...new Set(calls)] };
+}
+
+async function expectText(tab, text, problems) {
+  try {
+    await tab.getByText(text, { exact: false }).first().waitFor({ state: "visible", timeout: 15000 });
+  } catch {
+    problems.push(`text not visible: ${JSON.stringify(text)}`);
+  }
 }
 
 // Prefect's login page asks for the auth string; Sluice takes an API key there.

@@ -198,14 +198,17 @@ pub fn build(input: &GraphInput<'_>) -> Result<Graph, GraphTooLarge> {
             None => true,
             Some(key) => input.latest_of_key.get(key) == Some(&a.id),
         };
-        by_task.entry(a.task_run_id).or_default().push(GraphArtifact {
-            id: a.id,
-            created: a.created,
-            key: a.key.clone(),
-            artifact_type: a.kind.clone(),
-            is_latest,
-            data: (a.kind.as_deref() == Some("progress")).then(|| a.data.clone()),
-        });
+        by_task
+            .entry(a.task_run_id)
+            .or_default()
+            .push(GraphArtifact {
+                id: a.id,
+                created: a.created,
+                key: a.key.clone(),
+                artifact_type: a.kind.clone(),
+                is_latest,
+                data: (a.kind.as_deref() == Some("progress")).then(|| a.data.clone()),
+            });
     }
     let mut out: Vec<Node> = nodes
         .into_iter()

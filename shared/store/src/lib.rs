@@ -36,8 +36,8 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use filters::{
-    ArtifactFilter, DeploymentFilter, DeploymentSort, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
-    LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
+    ArtifactFilter, DeploymentFilter, DeploymentSort, EventFilter, FlowFilter, FlowRunFilter,
+    FlowRunSort, LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 pub use ports::{
     ApiKeyStore, ArtifactStore, BlockCatalogStore, BlockStore, ConcurrencyStore, Created,

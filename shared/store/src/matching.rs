@@ -10,8 +10,8 @@ use sluice_core::domain::{
 };
 
 use crate::{
-    ArtifactFilter, DeploymentFilter, DeploymentSort, EventFilter, FlowFilter, FlowRunFilter, FlowRunSort,
-    LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
+    ArtifactFilter, DeploymentFilter, DeploymentSort, EventFilter, FlowFilter, FlowRunFilter,
+    FlowRunSort, LogFilter, TaskRunFilter, TaskRunSort, WorkPoolFilter, WorkerFilter,
 };
 
 /// `value` is one of `wanted` (an empty list matches nothing); a missing value matches nothing.

@@ -188,9 +188,11 @@ impl Paged {
 pub fn page(body: &Value) -> Result<Paged, ApiError> {
     let page = match body.get("page") {
         None | Some(Value::Null) => 1,
-        Some(v) => usize::try_from(v.as_u64().filter(|p| *p >= 1).ok_or_else(|| {
-            bad("page", "must be an integer ≥ 1")
-        })?)
+        Some(v) => usize::try_from(
+            v.as_u64()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| bad("page", "must be an integer ≥ 1"))?,
+        )
         .map_err(|_| bad("page", "is too large"))?,
     };
     let (limit, _) = paging(&serde_json::json!({ "limit": body.get("limit") }))?;
@@ -342,9 +344,7 @@ pub fn variable_query(body: &Value) -> Result<VariableQuery, ApiError> {
             _ => {
                 return Err(bad(
                     "sort",
-                    &format!(
-                        "{v} is not one of NAME_ASC, NAME_DESC, CREATED_DESC, UPDATED_DESC"
-                    ),
+                    &format!("{v} is not one of NAME_ASC, NAME_DESC, CREATED_DESC, UPDATED_DESC"),
                 ));
             }
         },
@@ -424,7 +424,10 @@ pub fn block_document_query(body: &Value) -> Result<BlockDocumentQuery, ApiError
     let name_like = name.string("like_")?.filter(|s| !s.is_empty());
     name.finish()?;
     // Prefect's default, once `block_documents` is given: named documents only.
-    let default_named = c.map.is_some() && c.map.and_then(|m| m.get("is_anonymous")).is_none_or(Value::is_null);
+    let default_named = c.map.is_some()
+        && c.map
+            .and_then(|m| m.get("is_anonymous"))
+            .is_none_or(Value::is_null);
     let mut anonymous = c.sub("is_anonymous")?;
     let is_anonymous = anonymous.bool("eq_")?.or(default_named.then_some(false));
     anonymous.finish()?;

@@ -12,8 +12,8 @@ use crate::dto::deployments::{
     DeploymentCreate, DeploymentFlowRunCreate, DeploymentUpdate, deployment_json,
 };
 use crate::dto::filters::{
-    deployment_filter, flow_filter, only_keys, page, paging,
-    take_flow_or_deployment_name, work_pool_filter,
+    deployment_filter, flow_filter, only_keys, page, paging, take_flow_or_deployment_name,
+    work_pool_filter,
 };
 use crate::dto::runs::flow_run_json;
 use crate::error::{ApiError, ApiResult};
@@ -194,9 +194,7 @@ fn sort(body: &Value) -> ApiResult<DeploymentSort> {
         Some(v) => v.as_str().and_then(DeploymentSort::parse).ok_or_else(|| {
             ApiError::invalid_field(
                 vec!["body".into(), "sort".into()],
-                format!(
-                    "sort {v} is not one of NAME_ASC, NAME_DESC, CREATED_DESC, UPDATED_DESC"
-                ),
+                format!("sort {v} is not one of NAME_ASC, NAME_DESC, CREATED_DESC, UPDATED_DESC"),
             )
         }),
     }

@@ -395,7 +395,10 @@ pub async fn graph(
 
 /// `POST /flow_runs/lateness`: the average lateness, in seconds, of the runs the filter
 /// selects (null when it selects none).
-pub async fn lateness(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<Value>> {
+pub async fn lateness(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
     only_keys(&body, FILTER_KEYS)?;
     reject_task_runs(&body)?;
     let q = resolve(&app, run_query(&body)?).await?;
@@ -414,7 +417,10 @@ pub async fn lateness(State(app): State<AppState>, Body(body): Body<Value>) -> A
 
 /// `POST /ui/flow_runs/history`: the runs the filter selects, each as its state, time,
 /// duration and lateness (Prefect's `SimpleFlowRun`), for the UI's run charts.
-pub async fn history(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<Value>> {
+pub async fn history(
+    State(app): State<AppState>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
     only_keys(&body, FILTER_KEYS)?;
     reject_task_runs(&body)?;
     let mut body = body;

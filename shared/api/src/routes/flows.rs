@@ -117,11 +117,7 @@ pub async fn paginate(
     let sort = flow_sort(&body)?;
     let filter = resolve_filter(&app, &body).await?;
     let total = app.services.store.count_flows(&filter).await?;
-    let flows = app
-        .services
-        .store
-        .list_flows(&filter, None, 0)
-        .await?;
+    let flows = app.services.store.list_flows(&filter, None, 0).await?;
     let results = sorted(flows, sort)
         .iter()
         .skip(paged.offset)

@@ -122,7 +122,10 @@ pub fn routes() -> Router<AppState> {
         .route("/flow_runs/lateness", post(flow_runs::lateness))
         .route("/flow_runs/{id}/graph-v2", get(flow_runs::graph))
         .route("/ui/flow_runs/history", post(flow_runs::history))
-        .route("/ui/flows/count-deployments", post(ui::count_deployments_by_flow))
+        .route(
+            "/ui/flows/count-deployments",
+            post(ui::count_deployments_by_flow),
+        )
         .route("/ui/flows/next-runs", post(ui::next_runs_by_flow))
         .route("/saved_searches/filter", post(absent::saved_searches))
         .route("/automations/filter", post(absent::automations))

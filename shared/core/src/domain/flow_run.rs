@@ -125,5 +125,6 @@ impl FlowRun {
 }
 
 fn seconds(d: chrono::Duration) -> f64 {
-    d.num_microseconds().map_or(d.num_seconds() as f64, |us| us as f64 / 1e6)
+    d.num_microseconds()
+        .map_or(d.num_seconds() as f64, |us| us as f64 / 1e6)
 }
