@@ -114,7 +114,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// Runs the Chromium driver over `pages`; panics with every problem it found.
-fn drive(browser: &Browser, base: &str, run: &str, pages: Vec<Value>, dir: &Path) {
+fn drive(browser: &Browser, base: &str, run: &str, pages: &[Value], dir: &Path) {
     let spec = json!({
         "base": base,
         "chromium": browser.chromium,

@@ -141,11 +141,12 @@ pub fn router_with_limit(services: Services, body_limit: usize) -> Router {
 
 /// The whole API, mounted at `/api`, built as `options` say.
 pub fn router_with(services: Services, options: Options) -> Router {
+    let public_settings = Arc::new(public_settings(&services, &options));
     let Options {
         auth,
         key_cache_ttl,
         body_limit,
-        ref cors_allowed_origins,
+        cors_allowed_origins,
     } = options;
     let key_check = (auth == Auth::ApiKey).then(|| auth::KeyCheck {
         services: services.clone(),
@@ -154,7 +155,6 @@ pub fn router_with(services: Services, options: Options) -> Router {
             ApiKeyCache::DEFAULT_CAPACITY,
         )),
     });
-    let public_settings = Arc::new(public_settings(&services, &options));
     let mut api = routes::routes().with_state(AppState {
         services,
         key_check: key_check.clone(),

@@ -176,7 +176,7 @@ impl Paged {
             total.div_ceil(self.limit)
         };
         serde_json::json!({
-            "results": results,
+            "results": Value::Array(results),
             "count": total,
             "limit": self.limit,
             "pages": pages,

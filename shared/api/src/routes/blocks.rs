@@ -413,17 +413,22 @@ async fn filtered_documents(app: &AppState, body: &Value) -> ApiResult<Vec<Block
             let Some(schema_id) = d.block_schema_id else {
                 continue;
             };
-            if !capable.contains_key(&schema_id) {
-                let caps = app
-                    .services
-                    .store
-                    .read_block_schema(schema_id)
-                    .await?
-                    .map(|s| s.capabilities)
-                    .unwrap_or_default();
-                capable.insert(schema_id, wanted.iter().all(|w| caps.contains(w)));
-            }
-            if capable[&schema_id] {
+            let keep = match capable.get(&schema_id) {
+                Some(known) => *known,
+                None => {
+                    let caps = app
+                        .services
+                        .store
+                        .read_block_schema(schema_id)
+                        .await?
+                        .map(|s| s.capabilities)
+                        .unwrap_or_default();
+                    let all = wanted.iter().all(|w| caps.contains(w));
+                    capable.insert(schema_id, all);
+                    all
+                }
+            };
+            if keep {
                 kept.push(d);
             }
         }

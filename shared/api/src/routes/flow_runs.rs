@@ -341,17 +341,20 @@ pub async fn graph(
     let mut flow_names: HashMap<Id, String> = HashMap::new();
     let mut subflows = Vec::with_capacity(subflow_runs.len());
     for sub in subflow_runs {
-        if !flow_names.contains_key(&sub.flow_id) {
-            let name = app
-                .services
-                .store
-                .read_flow(sub.flow_id)
-                .await?
-                .map(|f| f.name)
-                .unwrap_or_default();
-            flow_names.insert(sub.flow_id, name);
-        }
-        let name = flow_names[&sub.flow_id].clone();
+        let name = match flow_names.get(&sub.flow_id) {
+            Some(name) => name.clone(),
+            None => {
+                let name = app
+                    .services
+                    .store
+                    .read_flow(sub.flow_id)
+                    .await?
+                    .map(|f| f.name)
+                    .unwrap_or_default();
+                flow_names.insert(sub.flow_id, name.clone());
+                name
+            }
+        };
         subflows.push((sub, name));
     }
     let artifacts = app
