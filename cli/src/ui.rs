@@ -390,7 +390,7 @@ pub mod proxy {
         }
         let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
             Ok(body) => body,
-            Err(e) => return bad_gateway(format!("cannot read the request body: {e}")),
+            Err(e) => return bad_gateway(&format!("cannot read the request body: {e}")),
         };
         let mut outgoing = up.client.request(parts.method, &url).body(body);
         for (name, value) in &parts.headers {
@@ -403,7 +403,7 @@ pub mod proxy {
         }
         let answer = match outgoing.send().await {
             Ok(answer) => answer,
-            Err(e) => return bad_gateway(format!("cannot reach {}: {e}", up.api_url)),
+            Err(e) => return bad_gateway(&format!("cannot reach {}: {e}", up.api_url)),
         };
         let status = answer.status();
         let mut headers = HeaderMap::new();
@@ -419,12 +419,12 @@ pub mod proxy {
                 *response.headers_mut() = headers;
                 response
             }
-            Err(e) => bad_gateway(format!("{} broke off its answer: {e}", up.api_url)),
+            Err(e) => bad_gateway(&format!("{} broke off its answer: {e}", up.api_url)),
         }
     }
 
     /// Prefect's error shape, so the UI shows why.
-    fn bad_gateway(detail: String) -> Response {
+    fn bad_gateway(detail: &str) -> Response {
         tracing::warn!("{detail}");
         (
             StatusCode::BAD_GATEWAY,

@@ -291,7 +291,7 @@ fn prefect_ui_v2_and_v1_show_what_the_sdk_made() {
         &browser,
         &format!("http://{addr}"),
         "server",
-        pages,
+        &pages,
         dir.path(),
     );
 }
@@ -386,7 +386,7 @@ fn sluice_ui_proxies_a_remote_api_with_its_key() {
         &browser,
         &format!("http://{ui_addr}"),
         "proxy",
-        pages,
+        &pages,
         dir.path(),
     );
 }
