@@ -186,6 +186,18 @@ async fn a_due_ecs_run_is_submitted_once_even_when_dispatched_twice_and_then_com
     let (state, _, pid) = env.state(run).await;
     assert_eq!(state, StateType::Pending);
     assert_eq!(pid, Some(format!("{}::{}", env.target.cluster, tasks[0])));
+    // Where it went, on the run itself.
+    let (_, read) = env.app.get(&format!("/flow_runs/{run}")).await;
+    assert_eq!(read["labels"]["sluice.push.platform"], "ecs", "{read}");
+    assert_eq!(
+        read["labels"]["sluice.push.infrastructure-id"],
+        json!(pid),
+        "{read}"
+    );
+    assert!(
+        read["labels"]["sluice.push.submission-lag-seconds"].is_number(),
+        "{read}"
+    );
 
     // The task carries the run's tags and command.
     let described = env
@@ -543,6 +555,12 @@ async fn batch_push_runs_are_submitted_once_and_settle_from_describe_and_events(
     );
     let (_, _, pid) = env.state(run).await;
     let job_id = pid.expect("the job id is recorded");
+    let (_, read) = env.app.get(&format!("/flow_runs/{run}")).await;
+    assert_eq!(read["labels"]["sluice.push.platform"], "batch", "{read}");
+    assert_eq!(
+        read["labels"]["sluice.push.infrastructure-id"],
+        json!(job_id)
+    );
     // The emulator finishes Batch jobs at once; the next sweep sees SUCCEEDED.
     env.clock.advance(chrono::Duration::seconds(1));
     env.dispatcher.sweep(None).await.expect("sweep");

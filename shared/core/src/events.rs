@@ -250,6 +250,33 @@ pub struct PushSubmitted<'a> {
     pub lag_seconds: Option<f64>,
 }
 
+/// The labels a submitted push run carries, so its ECS task or Batch job, and how late it was
+/// submitted, stay on the run itself (`prefect flow-run inspect`, the API) after the event
+/// feed has moved on.
+pub fn push_labels(platform: &str, infrastructure_id: &str, lag_seconds: Option<f64>) -> JsonMap {
+    let mut labels = JsonMap::new();
+    labels.insert("sluice.push.platform".into(), platform.into());
+    labels.insert(
+        "sluice.push.infrastructure-id".into(),
+        infrastructure_id.into(),
+    );
+    if let Some(lag) = lag_seconds {
+        // Milliseconds are what a person can use.
+        let rounded = (lag * 1000.0).round() / 1000.0;
+        labels.insert(
+            "sluice.push.submission-lag-seconds".into(),
+            serde_json::json!(rounded),
+        );
+    }
+    labels
+}
+
+/// How long after its scheduled time a run was submitted, in seconds.
+pub fn submission_lag(run: &FlowRun, now: Timestamp) -> Option<f64> {
+    run.expected_start_time
+        .map(|t| (now - t).num_milliseconds() as f64 / 1000.0)
+}
+
 pub fn push_submitted(p: PushSubmitted<'_>, now: Timestamp) -> Event {
     let kind = if p.platform == "ecs" {
         "ecs.task"

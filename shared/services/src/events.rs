@@ -93,21 +93,16 @@ impl Services {
             None => Vec::new(),
         };
         let now = self.now();
-        let lag_seconds = run
-            .expected_start_time
-            .map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
-        let event = push_submitted(
-            PushSubmitted {
-                run,
-                related,
-                platform,
-                infrastructure_id,
-                found_existing,
-                lag_seconds,
-            },
-            now,
-        );
-        self.emit(event).await;
+        let lag_seconds = sluice_core::events::submission_lag(run, now);
+        let submitted = PushSubmitted {
+            run,
+            related,
+            platform,
+            infrastructure_id,
+            found_existing,
+            lag_seconds,
+        };
+        self.emit(push_submitted(submitted, now)).await;
     }
 
     /// A run's related resources, cached per run; `None` (logged) when they cannot be read.

@@ -333,20 +333,28 @@ impl Dispatcher {
             infrastructure_id,
             found_existing,
         } = submitted;
+        let platform = match kind {
+            Kind::Ecs => "ecs",
+            Kind::Batch => "batch",
+        };
+        // Where the run went stays on the run: its infrastructure id, and labels a person
+        // reads in `prefect flow-run inspect` or the API.
+        let lag = sluice_core::events::submission_lag(&latest, self.services.now());
         self.services
             .update_flow_run(
                 run_id,
                 FlowRunPatch {
                     infrastructure_pid: Some(Some(infrastructure_id.clone())),
+                    labels_merge: Some(sluice_core::events::push_labels(
+                        platform,
+                        &infrastructure_id,
+                        lag,
+                    )),
                     ..Default::default()
                 },
             )
             .await?;
         tracing::info!(run = %run_id, infrastructure = %infrastructure_id, found_existing, "submitted flow run");
-        let platform = match kind {
-            Kind::Ecs => "ecs",
-            Kind::Batch => "batch",
-        };
         self.services
             .emit_push_submitted(&latest, platform, &infrastructure_id, found_existing)
             .await;
