@@ -10,16 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SLUICE, Server, wait_healthy};
+use common::{SLUICE, Server, free_port, wait_healthy};
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// `sluice ARGS` with no AWS configuration at all and a home of its own (no `~/.aws`).
 fn without_aws(home: &Path) -> Command {

@@ -10,12 +10,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SLUICE, Server, prefect_command, wait_healthy};
+use common::{SLUICE, Server, free_port, prefect_command, wait_healthy};
 use serde_json::{Value, json};
 
 struct Browser {
@@ -52,14 +51,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn here() -> PathBuf {

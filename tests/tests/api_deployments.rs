@@ -210,8 +210,8 @@ async fn flow_filter_count_and_delete() {
             json!(["body", "flows", "bogus"]),
         ),
         (
-            json!({"deployments": {"name": {"any_": ["d"]}}}),
-            json!(["body", "deployments"]),
+            json!({"work_pools": {"name": {"any_": ["p"]}}}),
+            json!(["body", "work_pools"]),
         ),
     ] {
         let (s, out) = app.post("/flows/filter", body).await;
@@ -724,7 +724,7 @@ async fn deployment_filter_by_id_name_flow_and_pool() {
             json!({"work_pool_queues": {"name": {"any_": ["default"]}}}),
             json!(["body", "work_pool_queues"]),
         ),
-        (json!({"sort": "CREATED_DESC"}), json!(["body", "sort"])),
+        (json!({"sort": "SIDEWAYS"}), json!(["body", "sort"])),
         (json!({"bogus": 1}), json!(["body", "bogus"])),
     ] {
         let (s, out) = app.post("/deployments/filter", body.clone()).await;

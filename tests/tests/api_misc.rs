@@ -355,14 +355,14 @@ async fn variable_filter_and_count() {
     for (body, loc) in [
         (json!({"limit": 201}), json!(["body", "limit"])),
         (
-            json!({"variables": {"tags": {"all_": ["t"]}}}),
-            json!(["body", "variables", "tags"]),
+            json!({"variables": {"tags": {"any_": ["t"]}}}),
+            json!(["body", "variables", "tags", "any_"]),
         ),
         (
-            json!({"variables": {"name": {"like_": "a"}}}),
-            json!(["body", "variables", "name", "like_"]),
+            json!({"variables": {"value": {"any_": ["a"]}}}),
+            json!(["body", "variables", "value"]),
         ),
-        (json!({"sort": "CREATED_DESC"}), json!(["body", "sort"])),
+        (json!({"sort": "SIDEWAYS"}), json!(["body", "sort"])),
     ] {
         let (s, out) = app.post("/variables/filter", body.clone()).await;
         assert_invalid(s, &out, &loc);
@@ -578,7 +578,16 @@ async fn block_document_filter_by_type_slug() {
             json!({"block_types": {"slug": {"any_": ["json"]}}, "limit": 5}),
             vec!["b"],
         ),
-        (json!({"limit": 1}), vec!["b"]),
+        // Prefect's default order is by name.
+        (json!({"limit": 1}), vec!["a"]),
+        (
+            json!({"block_types": {"slug": {"any_": ["secret", "json"]}}}),
+            vec!["a", "b", "c"],
+        ),
+        (
+            json!({"block_documents": {"name": {"any_": ["a", "b"]}}}),
+            vec!["a", "b"],
+        ),
     ] {
         let (s, out) = app.post("/block_documents/filter", body.clone()).await;
         assert_eq!(s, StatusCode::OK, "{body} -> {out}");
@@ -587,17 +596,14 @@ async fn block_document_filter_by_type_slug() {
     for (body, loc) in [
         (json!({"limit": 201}), json!(["body", "limit"])),
         (
-            json!({"block_documents": {"name": {"any_": ["a"]}}}),
-            json!(["body", "block_documents"]),
+            json!({"block_documents": {"bogus": {"any_": ["a"]}}}),
+            json!(["body", "block_documents", "bogus"]),
         ),
         (
-            json!({"block_schemas": {"block_capabilities": {"all_": ["x"]}}}),
-            json!(["body", "block_schemas"]),
+            json!({"block_schemas": {"version": {"any_": ["x"]}}}),
+            json!(["body", "block_schemas", "version"]),
         ),
-        (
-            json!({"block_types": {"slug": {"any_": ["secret", "json"]}}}),
-            json!(["body", "block_types", "slug", "any_"]),
-        ),
+        (json!({"sort": "SIDEWAYS"}), json!(["body", "sort"])),
         (
             json!({"block_types": {"name": {"like_": "S"}}}),
             json!(["body", "block_types", "name"]),

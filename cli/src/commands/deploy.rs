@@ -133,6 +133,14 @@ pub async fn run(api: &ApiArgs, args: DeployArgs) -> anyhow::Result<()> {
     let opts = options(&args)?;
     let file = sluice_deploy::load(&args.prefect_file)?;
     let planned = sluice_deploy::plan(&file, &opts, &process_env)?;
+    if opts.all {
+        for i in file.unnamed_entries() {
+            eprintln!(
+                "{}: discovered unnamed deployment (entry #{i}). Skipping...",
+                args.prefect_file.display()
+            );
+        }
+    }
 
     if args.dry_run {
         let out: Vec<Value> = planned

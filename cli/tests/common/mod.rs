@@ -131,6 +131,15 @@ impl Server {
     }
 }
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// Waits (up to twenty seconds) until the server at `addr` (`host:port`) answers `/api/health`.
 pub fn wait_healthy(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -105,6 +105,21 @@ impl ProjectFile {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The positions of the entries without a `name` (missing or null), which `deploy --all`
+    /// skips as Prefect does ("Discovered unnamed deployment. Skipping...").
+    #[must_use]
+    pub fn unnamed_entries(&self) -> Vec<usize> {
+        self.deployments()
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                d.as_object()
+                    .is_some_and(|m| m.get("name").is_none_or(Value::is_null))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// The `name` of every deployment entry, in file order (unnamed entries are skipped).
     #[must_use]
     pub fn deployment_names(&self) -> Vec<String> {
@@ -445,6 +460,11 @@ pub fn plan(
             }
         };
         let flow = flow_name_of(map);
+        // Prefect's `deploy --all` skips an entry without a name (with a notice, which the CLI
+        // prints from `unnamed_entries`) rather than failing the file.
+        if opts.all && map.get("name").is_none_or(Value::is_null) {
+            continue;
+        }
         let chosen = if !opts.names.is_empty() && !opts.all {
             name.as_ref().is_some_and(|n| {
                 opts.names.iter().any(|p| {

@@ -391,3 +391,26 @@ fn errors_carry_file_line_and_key() {
     // Unknown tag refused as safe_load does.
     assert!(parse(Path::new("p.yaml"), "deployments: !!python/object:x []\n").is_err());
 }
+
+/// Prefect's `deploy --all` skips an entry without a name ("Discovered unnamed deployment.
+/// Skipping...") instead of failing the file; deploying that entry alone still needs a name.
+#[test]
+fn deploy_all_skips_unnamed_entries_as_prefect_does() {
+    let text = r"
+deployments:
+  - entrypoint: flows.py:template_only
+    work_pool: {name: p}
+  - name: real
+    entrypoint: flows.py:etl
+    work_pool: {name: p}
+  - name: null
+    entrypoint: flows.py:other
+";
+    let planned = run(text, &all()).unwrap();
+    let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["real"]);
+    let f = parse(Path::new("/proj/prefect.yaml"), text).unwrap();
+    assert_eq!(f.unnamed_entries(), [0, 2]);
+    let one = "deployments:\n  - entrypoint: flows.py:etl\n";
+    assert!(run(one, &DeployOptions::default()).is_err());
+}

@@ -489,10 +489,13 @@ fn f20_unnamed_template_entry() {
     if !corpus("f20_unnamed_template_entry") {
         return;
     }
-    // The first entry is Prefect's empty template (no name, no entrypoint, no pool); `--all
-    // --no-prompt` stops on it ("A deployment name must be provided."). --name picks the other.
-    let e = err("20-Autonomous-Finance-dataos-pipeline.yaml", &all());
-    assert!(e.to_string().contains(":22:"), "{e}");
+    // The first entry is Prefect's empty template (no name, no entrypoint, no pool); Prefect's
+    // `deploy --all --no-prompt` skips it ("Discovered unnamed deployment. Skipping...") and
+    // deploys the other. --name picks the other too.
+    let p = ok("20-Autonomous-Finance-dataos-pipeline.yaml");
+    assert_eq!(names(&p), ["my-git-deployment"]);
+    let project = load(&path("20-Autonomous-Finance-dataos-pipeline.yaml")).unwrap();
+    assert_eq!(project.unnamed_entries(), [0]);
     let opts = DeployOptions {
         names: vec!["my-git-*".into()],
         ..DeployOptions::default()

@@ -60,22 +60,22 @@ pub async fn read_by_name(
     Ok(Json(flow_json(&flow)))
 }
 
+/// What a flow list (and its count, which ignores the order and page) may carry.
+const LIST_KEYS: [&str; 7] = [
+    "flows",
+    "flow_runs",
+    "deployments",
+    "work_pools",
+    "sort",
+    "limit",
+    "offset",
+];
+
 pub async fn filter(
     State(app): State<AppState>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    only_keys(
-        &body,
-        &[
-            "flows",
-            "flow_runs",
-            "deployments",
-            "work_pools",
-            "sort",
-            "limit",
-            "offset",
-        ],
-    )?;
+    only_keys(&body, &LIST_KEYS)?;
     let (limit, offset) = paging(&body)?;
     let sort = flow_sort(&body)?;
     let filter = resolve_filter(&app, &body).await?;
@@ -166,18 +166,7 @@ fn sorted(mut flows: Vec<Flow>, sort: FlowSort) -> Vec<Flow> {
 /// A count ignores the order and page a list request would carry (the UI sends the same body
 /// to both).
 pub async fn count(State(app): State<AppState>, Body(body): Body<Value>) -> ApiResult<Json<usize>> {
-    only_keys(
-        &body,
-        &[
-            "flows",
-            "flow_runs",
-            "deployments",
-            "work_pools",
-            "sort",
-            "limit",
-            "offset",
-        ],
-    )?;
+    only_keys(&body, &LIST_KEYS)?;
     flow_sort(&body)?;
     paging(&body)?;
     let filter = resolve_filter(&app, &body).await?;
