@@ -198,7 +198,7 @@ fn prefect_ui_v2_and_v1_show_what_the_sdk_made() {
     );
 
     // A live worker, and the deployment's upcoming runs from the scheduler.
-    let _worker = Proc(
+    let worker = Proc(
         Command::new(SLUICE)
             .args(["worker", "start", "--pool", "ui-pool", "--api-url", &api])
             .current_dir(dir.path())
@@ -285,6 +285,60 @@ fn prefect_ui_v2_and_v1_show_what_the_sdk_made() {
         &pages,
         dir.path(),
     );
+
+    // What a user does from the pages: a custom run (the form is checked first), a quick run,
+    // and the schedule switched off. After the pages above, since they change what those show;
+    // without the worker, so the new runs stay as the UI made them.
+    drop(worker);
+    let mut pages = Vec::new();
+    let dep_path = format!("/deployments/deployment/{deployment}");
+    for (ui, prefix) in [("v2", "/v2"), ("v1", "")] {
+        let mut custom = page(
+            &format!("{ui}-custom-run"),
+            &format!("{prefix}{dep_path}/run"),
+            &["ui-nightly"],
+        );
+        custom["steps"] = json!([{"click": "Submit"}, {"expect": "ui-etl"}]);
+        custom["calls"] = json!(["/ui/schemas/validate", "/create_flow_run"]);
+        pages.push(custom);
+        let mut quick = page(
+            &format!("{ui}-quick-run"),
+            &format!("{prefix}{dep_path}"),
+            &["ui-nightly"],
+        );
+        quick["steps"] = json!([{"click": "Run"}, {"click": "Quick run"}, {"expect": "ui-etl"}]);
+        quick["calls"] = json!(["/create_flow_run"]);
+        pages.push(quick);
+    }
+    let mut toggle = page(
+        "v2-schedule-off",
+        &format!("/v2{dep_path}"),
+        &["At 03:00 AM"],
+    );
+    toggle["steps"] = json!([{"click_role": "switch"}]);
+    toggle["calls"] = json!([format!("/deployments/{deployment}/schedules/")]);
+    pages.push(toggle);
+    drive(
+        &browser,
+        &format!("http://{addr}"),
+        "actions",
+        &pages,
+        dir.path(),
+    );
+    let schedules = server.api(
+        "GET",
+        &format!("/deployments/{deployment}/schedules"),
+        &Value::Null,
+    );
+    assert_eq!(schedules[0]["active"], false, "{schedules}");
+    let by_ui = json!({
+        "deployments": {"id": {"any_": [deployment]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+        "sort": "EXPECTED_START_TIME_ASC",
+    });
+    // Two custom and two quick runs; the schedule's own runs went with it.
+    let runs = server.api("POST", "/flow_runs/filter", &by_ui);
+    assert_eq!(runs.as_array().map(Vec::len), Some(4), "{runs}");
 }
 
 /// `sluice ui --api-url` against a server with `--auth api-key`: the UI is served on loopback,

@@ -446,3 +446,161 @@ async fn events_match_an_id_prefix_on_any_resource() {
     let found = ok(&app, "/events/filter", by_prefix("prefect.deployment.")).await;
     assert_eq!(found["total"], 0, "{found}");
 }
+
+/// The custom-run form: values checked against the deployment's schema after hydration, and
+/// the run then made from the same hydrated values.
+#[tokio::test]
+async fn a_form_is_validated_and_its_run_gets_hydrated_parameters() {
+    let app = TestApp::new();
+    let schema = json!({"type": "object", "required": ["n"],
+                        "properties": {"n": {"type": "integer"}, "cfg": {"type": "object"},
+                                       "region": {"type": "string"}}});
+    let (s, v) = app
+        .post(
+            "/variables/",
+            json!({"name": "region", "value": "eu-west-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let check = |values: Value| json!({"schema": schema, "values": values});
+    let answer = ok(
+        &app,
+        "/ui/schemas/validate",
+        check(json!({"n": 1, "region": {"__prefect_kind": "workspace_variable", "variable_name": "region"}})),
+    )
+    .await;
+    assert_eq!(answer, json!({"errors": [], "valid": true}));
+    let answer = ok(
+        &app,
+        "/ui/schemas/validate",
+        check(json!({"cfg": {"__prefect_kind": "json", "value": "{oops"}})),
+    )
+    .await;
+    assert_eq!(answer["valid"], false);
+    let props: Vec<&str> = answer["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["property"].as_str().expect("property"))
+        .collect();
+    assert_eq!(props, vec!["n", "cfg"], "{answer}");
+    let (s, v) = app
+        .post(
+            "/ui/schemas/validate",
+            json!({"schema": {"type": 7}, "values": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    let f = flow(&app, "form").await;
+    let (s, d) = app
+        .post(
+            "/deployments/",
+            json!({"name": "d", "flow_id": f["id"], "parameter_openapi_schema": schema,
+                   "parameters": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let id = d["id"].as_str().expect("id");
+    let (s, run) = app
+        .post(
+            &format!("/deployments/{id}/create_flow_run"),
+            json!({"parameters": {
+                "cfg": {"__prefect_kind": "json", "value": "{\"retries\": 2}"},
+                "region": {"__prefect_kind": "workspace_variable", "variable_name": "region"}
+            }}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{run}");
+    assert_eq!(
+        run["parameters"],
+        json!({"n": 1, "cfg": {"retries": 2}, "region": "eu-west-1"})
+    );
+    let (s, v) = app
+        .post(
+            &format!("/deployments/{id}/create_flow_run"),
+            json!({"parameters": {"region": {"__prefect_kind": "workspace_variable", "variable_name": "nope"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["detail"],
+        "Error hydrating flow run parameters: Variable 'nope' not found in workspace."
+    );
+}
+
+#[tokio::test]
+async fn a_deployments_schedules_are_added_switched_and_removed_one_by_one() {
+    let app = TestApp::new();
+    let f = flow(&app, "scheduled").await;
+    let (s, d) = app
+        .post(
+            "/deployments/",
+            json!({"name": "d", "flow_id": f["id"],
+                   "schedules": [{"schedule": {"interval": 3600}, "slug": "hourly"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let id = d["id"].as_str().expect("id");
+    let first = d["schedules"][0]["id"].clone();
+    let (s, added) = app
+        .post(
+            &format!("/deployments/{id}/schedules"),
+            json!([{"schedule": {"cron": "0 3 * * *"}, "active": false, "slug": "nightly"}]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    let second = added[0]["id"].clone();
+    let (_, listed) = app.get(&format!("/deployments/{id}/schedules")).await;
+    let ids: Vec<&Value> = listed
+        .as_array()
+        .expect("schedules")
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids, vec![&first, &second], "the first keeps its id");
+    let (s, v) = app
+        .post(
+            &format!("/deployments/{id}/schedules"),
+            json!([{"schedule": {"interval": 60}, "slug": "hourly"}]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    let sid = first.as_str().expect("id");
+    let (s, v) = app
+        .patch(
+            &format!("/deployments/{id}/schedules/{sid}"),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (_, listed) = app.get(&format!("/deployments/{id}/schedules")).await;
+    assert_eq!(listed[0]["active"], false);
+    assert_eq!(listed[0]["schedule"]["interval"], 3600.0);
+    // Every schedule off: no auto-scheduled run is left.
+    let scheduled = json!({"deployments": {"id": {"any_": [id]}}});
+    assert_eq!(ok(&app, "/flow_runs/count", scheduled).await, json!(0));
+    let (s, v) = app
+        .patch(
+            &format!("/deployments/{id}/schedules/{sid}"),
+            json!({"schedule": {"cron": "not cron"}}),
+        )
+        .await;
+    assert_invalid(s, &v, &json!(["body", "schedule"]));
+
+    let (s, _) = app
+        .delete(&format!("/deployments/{id}/schedules/{sid}"))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .delete(&format!("/deployments/{id}/schedules/{sid}"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, listed) = app.get(&format!("/deployments/{id}/schedules")).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    let (s, _) = app
+        .get(&format!("/deployments/{}/schedules", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -7,7 +7,7 @@
 //        "node_modules": the folder holding playwright-core,
 //        "login": KEY or null,
 //        "pages": [{"name", "path", "expect": [TEXT...], "calls": [PATH PART...],
-//                   "steps": [{"click": TEXT} | {"expect": TEXT}]}]}
+//                   "steps": [{"click": TEXT} | {"click_role": ROLE} | {"expect": TEXT}]}]}
 // `calls`: API paths (parts of them) the page must have called, each answered below 400.
 // Prints one JSON line per page and exits 1 if any page failed.
 import { readFileSync, mkdirSync } from "node:fs";
@@ -83,6 +83,13 @@ async function visit(context, spec_page) {
           await tab.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
         } catch {
           problems.push(`could not click ${JSON.stringify(step.click)}`);
+        }
+      } else if (step.click_role !== undefined) {
+        try {
+          await tab.getByRole(step.click_role).first().click({ timeout: 15000 });
+          await tab.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
+        } catch {
+          problems.push(`could not click the first ${step.click_role}`);
         }
       } else if (step.expect !== undefined) {
         await expectText(tab, step.expect, problems);

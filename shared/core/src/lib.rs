@@ -10,6 +10,7 @@ pub mod concurrency;
 pub mod domain;
 pub mod events;
 pub mod graph;
+pub mod hydration;
 pub mod job_config;
 pub mod orchestration;
 pub mod pool_types;

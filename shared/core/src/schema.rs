@@ -811,6 +811,84 @@ fn process_properties(
     }
 }
 
+/// Prefect's answer to a form check (`POST /ui/schemas/validate`, its `build_error_obj`):
+/// `{"errors": [...], "valid": bool}`, errors nested by property (`{"property", "errors"}`)
+/// and list index (`{"index", "errors"}`), a missing required property reported under its own
+/// name, and a hydration failure in place of any schema error at its path. The schema is
+/// preprocessed as for a run's parameters and formats are checked, as Prefect's UI route does.
+///
+/// # Errors
+/// The schema is not a valid JSON schema (`Invalid schema: ...`, Prefect's 422).
+pub fn validate_form(
+    schema: &Value,
+    hydrated: &crate::hydration::Hydrated,
+) -> Result<Value, String> {
+    use crate::hydration::{PathPart, Placeholder};
+    let schema = preprocess_schema(schema, false);
+    check_schema(&schema).map_err(|e| format!("Invalid schema: {e}"))?;
+    let validator = compile(&schema, true).map_err(|e| format!("Invalid schema: {e}"))?;
+    let mut found: Vec<(Vec<PathPart>, String)> = Vec::new();
+    for error in validator.iter_errors(&hydrated.value) {
+        let mut path: Vec<PathPart> = error
+            .instance_path()
+            .segments()
+            .map(|s| match s {
+                LocationSegment::Index(i) => PathPart::Index(i),
+                LocationSegment::Property(p) => PathPart::Property(p.to_string()),
+            })
+            .collect();
+        if hydrated.placeholders.iter().any(|(p, _)| *p == path) {
+            // The placeholder speaks for this value (or, for a template, keeps it unchecked).
+            continue;
+        }
+        if let ValidationErrorKind::Required { property } = error.kind() {
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_owned);
+            path.push(PathPart::Property(name));
+        }
+        found.push((path, rule_message(&error)));
+    }
+    for (path, placeholder) in &hydrated.placeholders {
+        if let Placeholder::Error(message) = placeholder {
+            found.push((path.clone(), message.clone()));
+        }
+    }
+    let mut errors: Vec<Value> = Vec::new();
+    for (path, message) in found {
+        insert_form_error(&mut errors, &path, message);
+    }
+    let valid = errors.is_empty();
+    Ok(serde_json::json!({ "errors": errors, "valid": valid }))
+}
+
+/// Files `message` under `path` in Prefect's nested error list.
+fn insert_form_error(list: &mut Vec<Value>, path: &[crate::hydration::PathPart], message: String) {
+    use crate::hydration::PathPart;
+    let Some((first, rest)) = path.split_first() else {
+        list.push(Value::String(message));
+        return;
+    };
+    let (key, id) = match first {
+        PathPart::Property(p) => ("property", Value::String(p.clone())),
+        PathPart::Index(i) => ("index", Value::from(*i)),
+    };
+    if rest.is_empty() {
+        list.push(serde_json::json!({ key: id, "errors": [message] }));
+        return;
+    }
+    let position = list
+        .iter()
+        .position(|e| e.get(key) == Some(&id))
+        .unwrap_or_else(|| {
+            list.push(serde_json::json!({ key: id, "errors": [] }));
+            list.len() - 1
+        });
+    if let Some(Value::Array(inner)) = list[position].get_mut("errors") {
+        insert_form_error(inner, rest, message);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

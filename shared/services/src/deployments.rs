@@ -49,6 +49,16 @@ pub struct DeploymentInput {
     pub infrastructure_document_id: Option<Id>,
 }
 
+/// `PATCH /deployments/{id}/schedules/{schedule_id}`: `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentSchedulePatch {
+    pub schedule: Option<Schedule>,
+    pub active: Option<bool>,
+    pub max_scheduled_runs: Option<Option<i64>>,
+    pub parameters: Option<JsonMap>,
+    pub slug: Option<Option<String>>,
+}
+
 /// `PATCH /deployments/{id}`: `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentPatch {
@@ -373,6 +383,80 @@ impl Services {
         Ok(())
     }
 
+    /// `POST /deployments/{id}/schedules`: adds schedules, keeping the others and their ids.
+    /// Slugs stay unique within the deployment (409 otherwise).
+    pub async fn add_deployment_schedules(
+        &self,
+        id: Id,
+        inputs: Vec<DeploymentScheduleInput>,
+    ) -> Result<Vec<DeploymentSchedule>> {
+        let mut d = self.read_deployment(id).await?;
+        let now = self.now();
+        let added = self.build_schedules(d.id, inputs, now)?;
+        d.schedules.extend(added.iter().cloned());
+        check_unique_slugs(&d.schedules)?;
+        d.updated = now;
+        self.store.update_deployment(&d).await?;
+        self.after_deployment_change(d, false).await?;
+        Ok(added)
+    }
+
+    /// `PATCH /deployments/{id}/schedules/{schedule_id}`: changes one schedule in place; the
+    /// deployment's future auto-scheduled runs are made again from the new schedules.
+    pub async fn update_deployment_schedule(
+        &self,
+        id: Id,
+        schedule_id: Id,
+        patch: DeploymentSchedulePatch,
+    ) -> Result<()> {
+        let mut d = self.read_deployment(id).await?;
+        let now = self.now();
+        let s = d
+            .schedules
+            .iter_mut()
+            .find(|s| s.id == schedule_id)
+            .ok_or_else(|| ServiceError::NotFound("Schedule not found.".to_owned()))?;
+        if let Some(schedule) = patch.schedule {
+            let schedule = schedule.normalized(now);
+            schedule
+                .validate()
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            s.schedule = schedule;
+        }
+        if let Some(active) = patch.active {
+            s.active = active;
+        }
+        if let Some(max) = patch.max_scheduled_runs {
+            s.max_scheduled_runs = max;
+        }
+        if let Some(parameters) = patch.parameters {
+            s.parameters = parameters;
+        }
+        if let Some(slug) = patch.slug {
+            s.slug = slug;
+        }
+        s.updated = now;
+        check_unique_slugs(&d.schedules)?;
+        d.updated = now;
+        self.store.update_deployment(&d).await?;
+        self.after_deployment_change(d, false).await?;
+        Ok(())
+    }
+
+    /// `DELETE /deployments/{id}/schedules/{schedule_id}`.
+    pub async fn delete_deployment_schedule(&self, id: Id, schedule_id: Id) -> Result<()> {
+        let mut d = self.read_deployment(id).await?;
+        let before = d.schedules.len();
+        d.schedules.retain(|s| s.id != schedule_id);
+        if d.schedules.len() == before {
+            return Err(ServiceError::NotFound("Schedule not found.".to_owned()));
+        }
+        d.updated = self.now();
+        self.store.update_deployment(&d).await?;
+        self.after_deployment_change(d, false).await?;
+        Ok(())
+    }
+
     pub async fn set_deployment_paused(&self, id: Id, paused: bool) -> Result<()> {
         let mut d = self.read_deployment(id).await?;
         d.paused = paused;
@@ -399,6 +483,46 @@ impl Services {
         Ok(())
     }
 
+    /// Parameters as the UI may send them (`{"__prefect_kind": ...}`) turned into values, as
+    /// Prefect's server does before a run gets them (rules in `sluice_core::hydration`). A
+    /// failure is a 400 with Prefect's wording; a Jinja template is refused (Sluice does not
+    /// render them).
+    pub async fn hydrate_parameters(&self, parameters: &JsonMap, context: &str) -> Result<JsonMap> {
+        let names = sluice_core::hydration::variable_names(&Value::Object(parameters.clone()));
+        if names.is_empty() && !parameters.values().any(has_kind) {
+            return Ok(parameters.clone());
+        }
+        let variables = self.variables_named(&names).await?;
+        let hydrated =
+            sluice_core::hydration::hydrate(parameters, &|name| variables.get(name).cloned());
+        if let Some(message) = hydrated.first_error() {
+            return Err(ServiceError::BadRequest(format!("{context}: {message}")));
+        }
+        if hydrated.has_template() {
+            return Err(ServiceError::BadRequest(format!(
+                "{context}: Jinja templates (__prefect_kind \"jinja\") are not rendered by Sluice"
+            )));
+        }
+        match hydrated.value {
+            Value::Object(map) => Ok(map),
+            _ => Ok(JsonMap::new()),
+        }
+    }
+
+    /// The values of the variables with these names (missing ones left out).
+    pub async fn variables_named(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Value>> {
+        let mut found = std::collections::HashMap::new();
+        for name in names {
+            if let Some(v) = self.store.read_variable_by_name(name).await? {
+                found.insert(name.clone(), v.value);
+            }
+        }
+        Ok(found)
+    }
+
     /// `POST /deployments/{id}/create_flow_run`: a run of the deployment, Scheduled for now
     /// unless a state is given, with job variables checked over the deployment's.
     pub async fn create_flow_run_from_deployment(
@@ -414,6 +538,9 @@ impl Services {
         for (k, v) in input.parameters {
             parameters.insert(k, v);
         }
+        let parameters = self
+            .hydrate_parameters(&parameters, "Error hydrating flow run parameters")
+            .await?;
         let enforce = input
             .enforce_parameter_schema
             .unwrap_or(d.enforce_parameter_schema);
@@ -476,4 +603,26 @@ impl Services {
         })
         .await
     }
+}
+
+/// Whether `value` holds a `__prefect_kind` object anywhere.
+fn has_kind(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key("__prefect_kind") || map.values().any(has_kind),
+        Value::Array(items) => items.iter().any(has_kind),
+        _ => false,
+    }
+}
+
+/// Prefect keeps schedule slugs unique within a deployment.
+fn check_unique_slugs(schedules: &[DeploymentSchedule]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for slug in schedules.iter().filter_map(|s| s.slug.as_deref()) {
+        if !seen.insert(slug) {
+            return Err(ServiceError::Conflict(
+                "Schedule slugs must be unique within a deployment.".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -31,7 +31,8 @@ pub use blocks::{BlockDocumentInput, BlockTypeInput, BlockTypePatch, FullBlockDo
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use concurrency::{Granted, LimitInput, LimitPatch, SlotRequest};
 pub use deployments::{
-    DeploymentInput, DeploymentPatch, DeploymentScheduleInput, FlowRunFromDeployment,
+    DeploymentInput, DeploymentPatch, DeploymentScheduleInput, DeploymentSchedulePatch,
+    FlowRunFromDeployment,
 };
 pub use error::ServiceError;
 pub use pools::{

@@ -289,7 +289,7 @@ impl DeploymentFlowRunCreate {
     }
 }
 
-fn schedule_json(s: &DeploymentSchedule) -> Value {
+pub fn schedule_json(s: &DeploymentSchedule) -> Value {
     json!({
         "id": s.id,
         "created": ts(s.created),
@@ -350,4 +350,43 @@ pub fn deployment_json(d: &Deployment, active_slots: Option<usize>) -> Value {
         "created_by": d.created_by,
         "updated_by": d.updated_by,
     })
+}
+
+/// `PATCH /deployments/{id}/schedules/{schedule_id}` (Prefect's `DeploymentScheduleUpdate`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleUpdate {
+    #[serde(default)]
+    pub schedule: Option<Value>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_scheduled_runs: Option<Option<i64>>,
+    #[serde(default)]
+    pub parameters: Option<JsonMap>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub slug: Option<Option<String>>,
+}
+
+impl ScheduleUpdate {
+    pub fn into_patch(self) -> Result<sluice_services::DeploymentSchedulePatch, crate::ApiError> {
+        let schedule = self
+            .schedule
+            .map(|s| {
+                Schedule::from_json(&s).map_err(|e| {
+                    crate::ApiError::invalid_field(
+                        vec!["body".into(), "schedule".into()],
+                        e.to_string(),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(sluice_services::DeploymentSchedulePatch {
+            schedule,
+            active: self.active,
+            max_scheduled_runs: self.max_scheduled_runs,
+            parameters: self.parameters,
+            slug: self.slug,
+        })
+    }
 }

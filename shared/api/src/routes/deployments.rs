@@ -9,7 +9,8 @@ use sluice_store::{DeploymentSort, FlowFilter, FlowRunFilter, FlowRunSort};
 
 use crate::AppState;
 use crate::dto::deployments::{
-    DeploymentCreate, DeploymentFlowRunCreate, DeploymentUpdate, deployment_json,
+    DeploymentCreate, DeploymentFlowRunCreate, DeploymentUpdate, ScheduleCreate, ScheduleUpdate,
+    deployment_json, schedule_json, schedules_input,
 };
 use crate::dto::filters::{
     deployment_filter, flow_filter, only_keys, page, paging, take_flow_or_deployment_name,
@@ -346,4 +347,67 @@ pub async fn scheduled_runs(
         .mark_deployments_polled(&body.deployment_ids, app.services.now())
         .await?;
     Ok(Json(runs.iter().map(flow_run_json).collect()))
+}
+
+// ---- a deployment's schedules ------------------------------------------------------------
+
+/// `{id}` and `{schedule_id}`; a path that is not two UUIDs names no route (404), as in Prefect.
+fn schedule_path(id: &str, schedule_id: &str) -> ApiResult<(Id, Id)> {
+    match (id.parse(), schedule_id.parse()) {
+        (Ok(id), Ok(schedule_id)) => Ok((id, schedule_id)),
+        _ => Err(ApiError::not_found("Not Found")),
+    }
+}
+
+/// `GET /deployments/{id}/schedules`.
+pub async fn read_schedules(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<Json<Vec<Value>>> {
+    let d = app.services.read_deployment(id).await?;
+    Ok(Json(d.schedules.iter().map(schedule_json).collect()))
+}
+
+/// `POST /deployments/{id}/schedules`: a list of schedules to add; 201 with the new ones.
+pub async fn create_schedules(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Body(body): Body<Vec<ScheduleCreate>>,
+) -> ApiResult<(StatusCode, Json<Vec<Value>>)> {
+    let inputs = schedules_input(body).map_err(|(mut location, message)| {
+        // The body is the list itself, not a `schedules` field.
+        location.remove(1);
+        ApiError::invalid_field(location, message)
+    })?;
+    let added = app.services.add_deployment_schedules(id, inputs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(added.iter().map(schedule_json).collect()),
+    ))
+}
+
+/// `PATCH /deployments/{id}/schedules/{schedule_id}`.
+pub async fn update_schedule(
+    State(app): State<AppState>,
+    Path((id, schedule_id)): Path<(String, String)>,
+    Body(body): Body<ScheduleUpdate>,
+) -> ApiResult<StatusCode> {
+    let (id, schedule_id) = schedule_path(&id, &schedule_id)?;
+    let patch = body.into_patch()?;
+    app.services
+        .update_deployment_schedule(id, schedule_id, patch)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /deployments/{id}/schedules/{schedule_id}`.
+pub async fn delete_schedule(
+    State(app): State<AppState>,
+    Path((id, schedule_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (id, schedule_id) = schedule_path(&id, &schedule_id)?;
+    app.services
+        .delete_deployment_schedule(id, schedule_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -88,6 +88,14 @@ pub fn routes() -> Router<AppState> {
         .route("/deployments/count", post(deployments::count))
         .route("/deployments/paginate", post(deployments::paginate))
         .route(
+            "/deployments/{id}/schedules",
+            get(deployments::read_schedules).post(deployments::create_schedules),
+        )
+        .route(
+            "/deployments/{id}/schedules/{schedule_id}",
+            patch(deployments::update_schedule).delete(deployments::delete_schedule),
+        )
+        .route(
             "/deployments/get_scheduled_flow_runs",
             post(deployments::scheduled_runs),
         )
@@ -127,6 +135,7 @@ pub fn routes() -> Router<AppState> {
             post(ui::count_deployments_by_flow),
         )
         .route("/ui/flows/next-runs", post(ui::next_runs_by_flow))
+        .route("/ui/schemas/validate", post(ui::validate_schema_values))
         .route("/saved_searches/filter", post(absent::saved_searches))
         .route("/automations/filter", post(absent::automations))
         .route("/automations/count", post(absent::count_automations))

@@ -229,3 +229,26 @@ pub async fn next_runs_by_flow(
     }
     Ok(Json(out))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    schema: serde_json::Map<String, Value>,
+    values: serde_json::Map<String, Value>,
+}
+
+/// `POST /ui/schemas/validate`: a form's values (hydrated: `__prefect_kind` objects become
+/// values, workspace variables are read) checked against its schema, answered as Prefect's
+/// nested error list. An invalid schema is a 422.
+pub async fn validate_schema_values(
+    State(app): State<AppState>,
+    Body(body): Body<ValidateBody>,
+) -> ApiResult<Json<Value>> {
+    let names = sluice_core::hydration::variable_names(&Value::Object(body.values.clone()));
+    let variables = app.services.variables_named(&names).await?;
+    let hydrated =
+        sluice_core::hydration::hydrate(&body.values, &|name| variables.get(name).cloned());
+    let answer = sluice_core::schema::validate_form(&Value::Object(body.schema), &hydrated)
+        .map_err(ApiError::unprocessable)?;
+    Ok(Json(answer))
+}
