@@ -527,6 +527,16 @@ async fn a_form_is_validated_and_its_run_gets_hydrated_parameters() {
         v["detail"],
         "Error hydrating flow run parameters: Variable 'nope' not found in workspace."
     );
+    // The deployment's own parameters, edited in the UI, are hydrated too.
+    let (s, v) = app
+        .patch(
+            &format!("/deployments/{id}"),
+            json!({"parameters": {"n": {"__prefect_kind": "json", "value": "7"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (_, d) = app.get(&format!("/deployments/{id}")).await;
+    assert_eq!(d["parameters"], json!({"n": 7}));
 }
 
 #[tokio::test]

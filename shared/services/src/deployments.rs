@@ -321,8 +321,14 @@ impl Services {
         Ok(Created { value: d, created })
     }
 
-    pub async fn update_deployment(&self, id: Id, patch: DeploymentPatch) -> Result<()> {
+    pub async fn update_deployment(&self, id: Id, mut patch: DeploymentPatch) -> Result<()> {
         let mut d = self.read_deployment(id).await?;
+        if let Some(parameters) = &patch.parameters {
+            patch.parameters = Some(
+                self.hydrate_parameters(parameters, "Error hydrating deployment parameters")
+                    .await?,
+            );
+        }
         let now = self.now();
         let target = if patch.work_pool_name.is_some() || patch.work_queue_name.is_some() {
             let pool = match &patch.work_pool_name {
