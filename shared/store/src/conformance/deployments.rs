@@ -9,7 +9,7 @@ use sluice_core::domain::{Deployment, DeploymentStatus, Id};
 use super::fixtures::{
     assert_conflict, assert_not_found, at, cron, deployment, flow, id, map, run, schedule,
 };
-use crate::{DeploymentFilter, FlowFilter, Store};
+use crate::{DeploymentFilter, DeploymentSort, FlowFilter, Store};
 
 pub async fn flow_crud<S: Store>(store: Arc<S>) {
     let etl = flow("alpha-etl");
@@ -366,6 +366,8 @@ pub async fn deployment_filters<S: Store>(store: Arc<S>) {
     b.schedules = vec![inactive];
     let mut c = deployment(g.id, "gamma-beta");
     c.updated = at(20);
+    // Created newest first in name order, for the CREATED_DESC check below.
+    (a.created, b.created, c.created) = (at(3), at(2), at(1));
     for d in [&c, &a, &b] {
         store.create_deployment(d).await.expect("create");
     }
@@ -391,6 +393,28 @@ pub async fn deployment_filters<S: Store>(store: Arc<S>) {
         &["alpha", "beta", "gamma-beta"],
     )
     .await;
+    // The orders Prefect's UI asks for.
+    let orders: [(DeploymentSort, &'static [&'static str]); 3] = [
+        (DeploymentSort::NameDesc, &["gamma-beta", "beta", "alpha"]),
+        (
+            DeploymentSort::CreatedDesc,
+            &["alpha", "beta", "gamma-beta"],
+        ),
+        (
+            DeploymentSort::UpdatedDesc,
+            &["gamma-beta", "beta", "alpha"],
+        ),
+    ];
+    for (sort, want) in orders {
+        check(
+            DeploymentFilter {
+                sort,
+                ..Default::default()
+            },
+            want,
+        )
+        .await;
+    }
     check(
         DeploymentFilter {
             ids: Some(vec![c.id, a.id]),
