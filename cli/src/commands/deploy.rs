@@ -239,7 +239,9 @@ async fn deploy_one(
         }
         Ok(Some(_)) => {}
         Ok(None) => bail!(
-            "work pool '{pool}' does not exist; create it with `sluice work-pool create {pool} --type process`"
+            "work pool '{pool}' does not exist; create it with `sluice work-pool create {pool} \
+             --type TYPE` (process, ecs, batch, ecs:push, batch:push, ...), or from the Prefect 2 \
+             infrastructure block it replaces with `sluice migrate infra-block`"
         ),
         Err(e) => return Err(api_error(&format!("reading work pool '{pool}'"), &e)),
     }

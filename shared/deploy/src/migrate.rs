@@ -351,8 +351,11 @@ fn apply_customizations(template: &mut Value, value: &Value, skipped: &mut Vec<S
         let mut doc = patch::assemble_document(&network);
         match apply_patch(&mut doc, &network) {
             Ok(()) => {
+                // The variable is the inner `awsvpcConfiguration` object: Prefect's ECS
+                // worker (and Sluice's) wraps it again when it builds the request.
                 if let Some(cfg) = doc.get("networkConfiguration") {
-                    set_default(template, "network_configuration", cfg.clone());
+                    let inner = cfg.get("awsvpcConfiguration").unwrap_or(cfg);
+                    set_default(template, "network_configuration", inner.clone());
                 }
             }
             Err(e) => skipped.push(Skipped::new(
@@ -537,6 +540,43 @@ pub fn migrate_deployment(
                 json!({"prefect_aws.deployments.steps.pull_from_s3": {"requires": "prefect-aws", "bucket": bucket, "folder": folder}}),
             ]
         }
+        (Some(s), Some("s3-bucket")) => {
+            // prefect-aws's S3Bucket: the flow's files under `bucket_folder` (then `path`).
+            let Some(bucket) = text(s.get("bucket_name")) else {
+                return fail("s3-bucket storage without a `bucket_name`");
+            };
+            let folder = text(s.get("bucket_folder"))
+                .map(|f| f.trim_matches('/').to_owned())
+                .unwrap_or_default();
+            let mut inputs = json!({"requires": "prefect-aws", "bucket": bucket, "folder": folder});
+            if let Some(c) = s.get("credentials").filter(|c| !c.is_null()) {
+                let saved = text(c.get("_block_document_name"))
+                    .filter(|_| c.get("_is_anonymous").and_then(Value::as_bool) != Some(true));
+                match saved {
+                    Some(name) => {
+                        inputs["credentials"] =
+                            json!(format!("{{{{ prefect.blocks.aws-credentials.{name} }}}}"));
+                    }
+                    None => not_carried.push("storage.credentials (inline AWS credentials): save an aws-credentials block and add `credentials: \"{{ prefect.blocks.aws-credentials.NAME }}\"` to the pull_from_s3 step".to_owned()),
+                }
+            }
+            vec![json!({"prefect_aws.deployments.steps.pull_from_s3": inputs})]
+        }
+        (Some(s), Some("gcs-bucket")) => {
+            // prefect-gcp's GcsBucket: `bucket` and `bucket_folder`.
+            let Some(bucket) = text(s.get("bucket")) else {
+                return fail("gcs-bucket storage without a `bucket`");
+            };
+            let folder = text(s.get("bucket_folder"))
+                .map(|f| f.trim_matches('/').to_owned())
+                .unwrap_or_default();
+            if s.get("gcp_credentials").is_some_and(|c| !c.is_null()) {
+                not_carried.push("storage.gcp_credentials: add `credentials: \"{{ prefect.blocks.gcp-credentials.NAME }}\"` to the pull_from_gcs step".to_owned());
+            }
+            vec![
+                json!({"prefect_gcp.deployments.steps.pull_from_gcs": {"requires": "prefect-gcp", "bucket": bucket, "folder": folder}}),
+            ]
+        }
         (Some(s), Some("remote-file-system")) => {
             let Some(url) = text(s.get("basepath")) else {
                 return fail("remote-file-system storage without a `basepath`");
@@ -598,23 +638,31 @@ pub fn migrate_deployment(
     work_pool.insert("job_variables".to_owned(), Value::Object(overrides));
     entry.insert("work_pool".to_owned(), Value::Object(work_pool));
 
-    let active = d
+    // A schedule runs only if it is active itself and the deployment's schedule is active: a
+    // schedule switched off stays off whatever `is_schedule_active` says.
+    let deployment_active = d
         .get("is_schedule_active")
         .and_then(Value::as_bool)
         .unwrap_or(true);
     let mut schedules = Vec::new();
-    let legacy: Vec<Value> = match (d.get("schedules"), d.get("schedule")) {
+    let legacy: Vec<(Value, bool)> = match (d.get("schedules"), d.get("schedule")) {
         (Some(Value::Array(items)), _) if !items.is_empty() => items
             .iter()
-            .map(|i| i.get("schedule").cloned().unwrap_or_else(|| i.clone()))
+            .map(|i| match i.get("schedule") {
+                Some(inner) => (
+                    inner.clone(),
+                    i.get("active").and_then(Value::as_bool).unwrap_or(true),
+                ),
+                None => (i.clone(), true),
+            })
             .collect(),
-        (_, Some(s @ Value::Object(_))) => vec![s.clone()],
+        (_, Some(s @ Value::Object(_))) => vec![(s.clone(), true)],
         _ => Vec::new(),
     };
-    for s in legacy {
+    for (s, own_active) in legacy {
         let Value::Object(mut m) = s else { continue };
         m.retain(|_, v| !v.is_null());
-        m.insert("active".to_owned(), json!(active));
+        m.insert("active".to_owned(), json!(own_active && deployment_active));
         schedules.push(Value::Object(m));
     }
     if !schedules.is_empty() {
@@ -625,10 +673,15 @@ pub fn migrate_deployment(
     }
 
     if let Some(infra) = d.get("infrastructure").filter(|v| v.is_object()) {
-        let kind = text(infra.get("type")).unwrap_or_else(|| "unknown".to_owned());
+        let kind = text(infra.get("type"))
+            .or_else(|| text(infra.get("block_type_slug")))
+            .or_else(|| text(infra.get("_block_type_slug")))
+            .unwrap_or_else(|| "unknown".to_owned());
         let named = infra_name.map_or_else(String::new, |n| format!(" '{n}'"));
+        let makes = pool_type_for_block(&kind)
+            .map_or_else(String::new, |t| format!(" (it makes a '{t}' work pool)"));
         not_carried.push(format!(
-            "the {kind} infrastructure block{named}: its settings belong in the work pool; migrate it with `sluice migrate infra-block`"
+            "the {kind} infrastructure block{named}: its settings belong in the work pool; migrate it with `sluice migrate infra-block`{makes}"
         ));
     }
     for key in ["manifest_path", "parameter_openapi_schema", "timestamp"] {

@@ -139,12 +139,11 @@ fn ecs_task_block() {
         jc["task_definition"]["containerDefinitions"][0]["name"],
         json!("prefect")
     );
-    // Network patches are lifted into the variable, the others patch the run request.
+    // Network patches are lifted into the variable, the others patch the run request. The
+    // variable holds the inner object: Prefect's ECS worker wraps it in awsvpcConfiguration.
     assert_eq!(
         default_of(&pool, "network_configuration"),
-        Some(
-            json!({"awsvpcConfiguration": {"subnets": ["subnet-1", "subnet-2"], "assignPublicIp": "DISABLED"}})
-        )
+        Some(json!({"subnets": ["subnet-1", "subnet-2"], "assignPublicIp": "DISABLED"}))
     );
     let trr = &jc["task_run_request"];
     assert_eq!(
@@ -308,7 +307,9 @@ fn github_storage_and_cron() {
     assert!(
         not_carried
             .iter()
-            .any(|n| n.contains("sluice migrate infra-block") && n.contains("local-process")),
+            .any(|n| n.contains("sluice migrate infra-block")
+                && n.contains("local-process")
+                && n.contains("it makes a 'process' work pool")),
         "{not_carried:?}"
     );
     assert!(yaml.starts_with("# "));
@@ -367,5 +368,73 @@ fn yaml_quotes_ambiguous_strings() {
     assert_eq!(
         file.document["deployments"][0]["work_pool"]["name"],
         json!("007")
+    );
+}
+
+/// A schedule switched off in Prefect 2 stays off: `is_schedule_active` does not override
+/// each schedule's own flag (it only switches every schedule off when false).
+#[test]
+fn each_schedule_keeps_its_own_active_flag() {
+    let source = r#"
+name: two-schedules
+flow_name: etl
+entrypoint: flows.py:etl
+work_pool_name: local
+is_schedule_active: true
+schedules:
+  - schedule: {cron: "0 1 * * *", timezone: UTC}
+    active: true
+  - schedule: {interval: 600}
+    active: false
+"#;
+    let migrated = migrate_deployment(source, None).unwrap();
+    let schedules = &migrated.document["deployments"][0]["schedules"];
+    assert_eq!(schedules[0]["active"], json!(true));
+    assert_eq!(schedules[1]["active"], json!(false), "{schedules}");
+    let off = source.replace("is_schedule_active: true", "is_schedule_active: false");
+    let migrated = migrate_deployment(&off, None).unwrap();
+    let schedules = &migrated.document["deployments"][0]["schedules"];
+    assert_eq!(schedules[0]["active"], json!(false));
+    assert_eq!(schedules[1]["active"], json!(false));
+}
+
+/// prefect-aws's S3Bucket storage (`s3-bucket`) becomes a pull_from_s3 step, its saved
+/// credentials block referred to by name; deploy then keeps that step, not a local directory.
+#[test]
+fn s3_bucket_storage_becomes_a_pull_step() {
+    let source = r#"
+name: from-bucket
+flow_name: etl
+entrypoint: flows.py:etl
+path: etl
+work_pool_name: local
+storage:
+  bucket_name: acme-flows
+  bucket_folder: prod/
+  credentials:
+    aws_access_key_id: null
+    _block_document_id: 6a7e0c0e-2c11-4f9a-8b7e-4d1f3a5b6c7d
+    _block_document_name: prod-aws
+    _is_anonymous: false
+    block_type_slug: aws-credentials
+  _block_document_id: 0f0e0d0c-0b0a-4909-8807-060504030201
+  _block_document_name: flows-bucket
+  _is_anonymous: false
+  block_type_slug: s3-bucket
+  _block_type_slug: s3-bucket
+"#;
+    let migrated = migrate_deployment(source, None).unwrap();
+    let entry = &migrated.document["deployments"][0];
+    assert_eq!(
+        entry["pull"],
+        json!([{"prefect_aws.deployments.steps.pull_from_s3": {
+            "requires": "prefect-aws", "bucket": "acme-flows", "folder": "prod",
+            "credentials": "{{ prefect.blocks.aws-credentials.prod-aws }}"}}])
+    );
+    assert_eq!(entry["entrypoint"], json!("etl/flows.py:etl"));
+    assert!(
+        !migrated.not_carried.iter().any(|n| n.contains("storage")),
+        "{:?}",
+        migrated.not_carried
     );
 }
