@@ -36,8 +36,9 @@ fn infra_block_creates_the_pool_with_the_block_defaults() {
         props["aws_credentials"]["default"],
         json!({"$ref": {"block_document_id": "5c0ffee0-1111-4222-8333-444455556666"}})
     );
+    // The inner awsvpc object, which the ECS worker wraps again.
     assert_eq!(
-        props["network_configuration"]["default"]["awsvpcConfiguration"]["assignPublicIp"],
+        props["network_configuration"]["default"]["assignPublicIp"],
         json!("DISABLED")
     );
 
