@@ -208,6 +208,44 @@ fn dry_run_contacts_no_server() {
     assert!(planned[0]["warnings"].is_array());
 }
 
+/// With the server reachable, a dry run checks each deployment's job variables against its
+/// pool's schema as the real request would be checked, and fails as the deploy would.
+#[test]
+fn dry_run_checks_job_variables_against_the_pool() {
+    let server = Server::ready();
+    let (code, _, err) = server.sluice(&["work-pool", "create", "local", "--type", "process"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = |vars: &str| {
+        format!(
+            "deployments:\n  - name: d\n    entrypoint: f.py:f\n    work_pool:\n      name: local\n      job_variables: {vars}\n"
+        )
+    };
+    let file = write_project(dir.path(), &project("{stream_output: false}"));
+    let file = file.to_str().expect("utf-8");
+    let (code, out, err) = server.sluice(&["deploy", "--all", "--dry-run", "--prefect-file", file]);
+    assert_eq!(code, 0, "{err}");
+    let planned: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(planned[0]["pool_check"], json!({"checked": true}));
+
+    write_project(
+        dir.path(),
+        &project("{stream_output: 'not a boolean', cpus: 4}"),
+    );
+    let (code, out, err) = server.sluice(&["deploy", "--all", "--dry-run", "--prefect-file", file]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("the work pool would refuse 1"), "{err}");
+    let planned: Value = serde_json::from_str(&out).expect("JSON");
+    let refused = planned[0]["pool_check"]["refused"]
+        .as_str()
+        .expect("refused");
+    assert!(refused.contains("cpus"), "{refused}");
+    // And the real deploy is refused the same way.
+    let (code, _, err) = server.sluice(&["deploy", "--all", "--prefect-file", file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cpus"), "{err}");
+}
+
 #[test]
 fn canary_flows_file_plans_25_deployments() {
     // A public prefect.yaml of PrefectHQ's, from the outside corpus.

@@ -143,22 +143,36 @@ pub async fn run(api: &ApiArgs, args: DeployArgs) -> anyhow::Result<()> {
     }
 
     if args.dry_run {
-        let out: Vec<Value> = planned
-            .iter()
-            .map(|p| {
-                json!({
-                    "name": p.name,
-                    "flow_name": p.flow_name,
-                    "entrypoint": p.entrypoint,
-                    "body": p.body,
-                    "build_steps": p.build_steps,
-                    "push_steps": p.push_steps,
-                    "triggers": p.triggers,
-                    "warnings": p.warnings,
-                })
-            })
-            .collect();
+        // Each deployment's job variables are checked against its pool's schema by the rule
+        // the server applies to the real request, when the pool can be read.
+        let client = api.context().ok().map(|c| c.client);
+        let mut out = Vec::with_capacity(planned.len());
+        let mut refused = Vec::new();
+        for p in &planned {
+            let check = pool_check(client.as_ref(), p).await;
+            if let Some(reason) = check.get("refused").and_then(Value::as_str) {
+                refused.push(format!("{}: {reason}", p.name));
+            }
+            out.push(json!({
+                "name": p.name,
+                "flow_name": p.flow_name,
+                "entrypoint": p.entrypoint,
+                "body": p.body,
+                "build_steps": p.build_steps,
+                "push_steps": p.push_steps,
+                "triggers": p.triggers,
+                "warnings": p.warnings,
+                "pool_check": check,
+            }));
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
+        if !refused.is_empty() {
+            bail!(
+                "the work pool would refuse {} of these deployments:\n  {}",
+                refused.len(),
+                refused.join("\n  ")
+            );
+        }
         return Ok(());
     }
 
@@ -205,6 +219,47 @@ struct Deployed {
 }
 
 /// An API error in words: the status and the server's own explanation.
+/// `--dry-run`'s check of a deployment's job variables against its pool: `{"checked": true}`,
+/// `{"refused": reason}`, or `{"checked": false, "why": ...}` when the pool cannot be read
+/// (no server, no pool yet) or the values wait for build/push step outputs.
+async fn pool_check(client: Option<&Client>, p: &PlannedDeployment) -> Value {
+    let Some(pool) = p.body.get("work_pool_name").and_then(Value::as_str) else {
+        return json!({"checked": false, "why": "no work pool"});
+    };
+    let Some(client) = client else {
+        return json!({"checked": false, "why": "no API to read the pool from"});
+    };
+    let found = match client.read_work_pool(pool).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return json!({"checked": false, "why": format!("work pool '{pool}' does not exist yet")});
+        }
+        Err(e) => {
+            return json!({"checked": false, "why": format!("cannot read work pool '{pool}': {e}")});
+        }
+    };
+    let variables = p
+        .body
+        .get("job_variables")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if variables.values().any(|v| v.to_string().contains("{{")) {
+        return json!({"checked": false, "why": "the job variables use build or push step outputs"});
+    }
+    let schema = found
+        .pointer("/base_job_template/variables")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if schema.is_null() {
+        return json!({"checked": true});
+    }
+    match sluice_core::schema::validate_job_variables(&schema, &variables, false) {
+        Ok(()) => json!({"checked": true}),
+        Err(e) => json!({"refused": format!("Error creating deployment: {e}")}),
+    }
+}
+
 fn api_error(what: &str, e: &ClientError) -> anyhow::Error {
     match (e.status(), e.detail()) {
         (Some(status), Some(detail)) => anyhow!("{what}: the API answered {status}: {detail}"),

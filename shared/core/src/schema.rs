@@ -889,6 +889,137 @@ fn insert_form_error(list: &mut Vec<Value>, path: &[crate::hydration::PathPart],
     }
 }
 
+/// What [`coerce_job_variables`] made of job variables written for another era.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Coerced {
+    /// The values, strings turned into the integer, number or boolean their variable declares
+    /// (and numbers or booleans into strings where a string is declared).
+    pub values: Map<String, Value>,
+    /// Keys the pool's variables do not declare, left out (dotted keys count by their root).
+    pub undeclared: Vec<String>,
+    /// Values that are not, and cannot be made, of their variable's type.
+    pub invalid: Vec<VariableIssue>,
+}
+
+/// The JSON types a property schema allows (`type`, or the types of its `anyOf`/`oneOf`).
+fn declared_types(property: &Value) -> Vec<String> {
+    let mut types = Vec::new();
+    let mut add = |t: &Value| match t {
+        Value::String(s) => types.push(s.clone()),
+        Value::Array(items) => {
+            types.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
+        }
+        _ => {}
+    };
+    if let Some(t) = property.get("type") {
+        add(t);
+    }
+    for key in ["anyOf", "oneOf"] {
+        for option in property
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = option.get("type") {
+                add(t);
+            }
+        }
+    }
+    types
+}
+
+/// One value made to fit `types`, if it can be: `"512"` → `512` for an integer, `"true"` →
+/// `true` for a boolean, `2` → `"2"` for a string. `None` when it cannot.
+fn coerce_value(value: &Value, types: &[String]) -> Option<Value> {
+    let allows = |t: &str| types.iter().any(|x| x == t);
+    let fits = match value {
+        Value::Null => allows("null"),
+        Value::Bool(_) => allows("boolean"),
+        Value::Number(n) => allows("number") || (allows("integer") && (n.is_i64() || n.is_u64())),
+        Value::String(_) => allows("string"),
+        Value::Array(_) => allows("array"),
+        Value::Object(_) => allows("object"),
+    };
+    if fits || types.is_empty() {
+        return Some(value.clone());
+    }
+    match value {
+        Value::String(text) => {
+            let t = text.trim();
+            if allows("integer")
+                && let Ok(i) = t.parse::<i64>()
+            {
+                return Some(Value::from(i));
+            }
+            if allows("number")
+                && let Ok(f) = t.parse::<f64>()
+                && let Some(n) = serde_json::Number::from_f64(f)
+            {
+                return Some(Value::Number(n));
+            }
+            if allows("boolean") {
+                match t.to_ascii_lowercase().as_str() {
+                    "true" => return Some(Value::Bool(true)),
+                    "false" => return Some(Value::Bool(false)),
+                    _ => {}
+                }
+            }
+            if (allows("object") || allows("array"))
+                && let Ok(parsed) = serde_json::from_str::<Value>(t)
+                && ((allows("object") && parsed.is_object())
+                    || (allows("array") && parsed.is_array()))
+            {
+                return Some(parsed);
+            }
+            None
+        }
+        Value::Number(n) if allows("string") => Some(Value::String(n.to_string())),
+        Value::Number(n) if allows("integer") => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| Value::from(f as i64)),
+        Value::Bool(b) if allows("string") => Some(Value::String(b.to_string())),
+        _ => None,
+    }
+}
+
+/// Job variables (Prefect 2's `infra_overrides`, which its CLI wrote as strings) made to fit a
+/// pool's variables schema: values coerced to their variable's declared type, undeclared keys
+/// left out and named, values that cannot fit named with the reason.
+#[must_use]
+pub fn coerce_job_variables(variables_schema: &Value, values: &Map<String, Value>) -> Coerced {
+    let declared = declared_properties(variables_schema);
+    let mut out = Coerced::default();
+    for (key, value) in values {
+        let root = if key.contains('.') {
+            path_root(key)
+        } else {
+            key.clone()
+        };
+        let Some(property) = declared.and_then(|d| d.get(&root)) else {
+            out.undeclared.push(key.clone());
+            continue;
+        };
+        if key.contains('.') {
+            // A dotted key sets part of a variable; its own type is not declared here.
+            out.values.insert(key.clone(), value.clone());
+            continue;
+        }
+        let types = declared_types(property);
+        match coerce_value(value, &types) {
+            Some(v) => {
+                out.values.insert(key.clone(), v);
+            }
+            None => out.invalid.push(VariableIssue {
+                path: key.clone(),
+                message: format!("{value} is not of type {}", types.join(" or ")),
+            }),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

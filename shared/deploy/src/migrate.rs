@@ -631,9 +631,49 @@ pub fn migrate_deployment(
     if let Some(q) = text(d.get("work_queue_name")) {
         work_pool.insert("work_queue_name".to_owned(), json!(q));
     }
-    let overrides = match d.get("infra_overrides") {
-        Some(Value::Object(m)) => expand_dotted(m),
+    let raw_overrides = match d.get("infra_overrides") {
+        Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
+    };
+    // With the infrastructure block's type known, the overrides are made to fit the template
+    // of the pool it becomes (the 2.x CLI wrote `cpu: '512'`); agent-only keys are left out
+    // and named, and a value that cannot fit stops the migration with its variable's name.
+    let infra_kind = d.get("infrastructure").and_then(|i| {
+        text(i.get("type"))
+            .or_else(|| text(i.get("block_type_slug")))
+            .or_else(|| text(i.get("_block_type_slug")))
+    });
+    let target = infra_kind.as_deref().and_then(|k| {
+        let pool_type = pool_type_for_block(k)?;
+        Some((
+            pool_type,
+            sluice_core::pool_types::default_base_job_template(pool_type)?,
+        ))
+    });
+    let overrides = match &target {
+        Some((pool_type, template)) => {
+            let schema = template.get("variables").cloned().unwrap_or(Value::Null);
+            let coerced = sluice_core::schema::coerce_job_variables(&schema, &raw_overrides);
+            if let Some(bad) = coerced.invalid.first() {
+                return fail(format!(
+                    "infra_overrides.{}: {} (the '{pool_type}' work pool's variable)",
+                    bad.path, bad.message
+                ));
+            }
+            for key in &coerced.undeclared {
+                let why = match key.split('.').next().unwrap_or(key) {
+                    "customizations" | "task_customizations" | "job_customizations" => {
+                        "a per-deployment JSON patch of the job, which work pools have no place for: put it in the pool's base job template (`sluice migrate infra-block` applies the block's own)"
+                    }
+                    _ => "not a variable of the pool's template",
+                };
+                not_carried.push(format!(
+                    "infra_overrides.{key}: {why} ('{pool_type}' work pool); left out"
+                ));
+            }
+            expand_dotted(&coerced.values)
+        }
+        None => expand_dotted(&raw_overrides),
     };
     work_pool.insert("job_variables".to_owned(), Value::Object(overrides));
     entry.insert("work_pool".to_owned(), Value::Object(work_pool));

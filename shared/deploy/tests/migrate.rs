@@ -438,3 +438,49 @@ storage:
         migrated.not_carried
     );
 }
+
+/// Prefect 2's CLI wrote overrides as strings, and agent-era keys with them: the migrated
+/// job variables fit the ECS pool's schema (so deploy accepts them), the agent-only keys are
+/// named and left out, and a value that cannot fit stops the migration with its name.
+#[test]
+fn overrides_fit_the_pool_they_go_to() {
+    let source = r#"
+name: typed
+flow_name: etl
+entrypoint: flows.py:etl
+work_pool_name: ecs-pool
+infrastructure:
+  type: ecs-task
+  _block_document_name: prod-ecs
+infra_overrides:
+  cpu: '512'
+  memory: "1024"
+  env.LOG_LEVEL: DEBUG
+  task_customizations: '[{"op": "add", "path": "/overrides/ephemeralStorage", "value": {"sizeInGiB": 50}}]'
+  customizations: []
+"#;
+    let migrated = migrate_deployment(source, None).unwrap();
+    let vars = &migrated.document["deployments"][0]["work_pool"]["job_variables"];
+    assert_eq!(
+        vars,
+        &json!({"cpu": 512, "memory": 1024, "env": {"LOG_LEVEL": "DEBUG"}})
+    );
+    for key in ["task_customizations", "customizations"] {
+        assert!(
+            migrated
+                .not_carried
+                .iter()
+                .any(|n| n.starts_with(&format!("infra_overrides.{key}:"))),
+            "{:?}",
+            migrated.not_carried
+        );
+    }
+    let template = sluice_core::pool_types::default_base_job_template("ecs").unwrap();
+    let variables = vars.as_object().unwrap();
+    sluice_core::schema::validate_job_variables(&template["variables"], variables, false)
+        .expect("what migrate writes, the ECS pool accepts");
+
+    let bad = source.replace("cpu: '512'", "cpu: lots");
+    let err = migrate_deployment(&bad, None).unwrap_err().to_string();
+    assert!(err.contains("infra_overrides.cpu"), "{err}");
+}
