@@ -8,9 +8,13 @@
 //! | `process` | `process.json` | `prefect` |
 //! | `ecs`, `ecs:push` | `ecs.json` (the same template for both) | `prefect-aws` |
 //! | `batch`, `batch:push` | `batch.json` (the same template for both) | `sluice` |
+//! | `docker` | `docker.json` | `prefect-docker` |
+//! | `kubernetes` | `kubernetes.json` | `prefect-kubernetes` |
 //!
 //! Variable names, types, defaults, enum values and the `job_configuration` keys and placeholders
-//! of `process` and `ecs` follow Prefect's, so a template copied from Prefect works unchanged and
+//! of `process`, `ecs`, `docker` (as in prefect 3.9.1, with `container_wait_timeout`) and
+//! `kubernetes` follow Prefect's; Sluice serves `docker` and `kubernetes` pools with Prefect's own
+//! workers (it has none of its own for them), so a template copied from Prefect works unchanged and
 //! ours works with Prefect's own workers. Every `title` and `description` is Sluice's own wording.
 //!
 //! # Collection placement
@@ -90,6 +94,10 @@ static ECS_TEMPLATE: LazyLock<Value> =
     LazyLock::new(|| parse_bundled(include_str!("../templates/ecs.json")));
 static BATCH_TEMPLATE: LazyLock<Value> =
     LazyLock::new(|| parse_bundled(include_str!("../templates/batch.json")));
+static DOCKER_TEMPLATE: LazyLock<Value> =
+    LazyLock::new(|| parse_bundled(include_str!("../templates/docker.json")));
+static KUBERNETES_TEMPLATE: LazyLock<Value> =
+    LazyLock::new(|| parse_bundled(include_str!("../templates/kubernetes.json")));
 
 fn parse_bundled(text: &str) -> Value {
     serde_json::from_str(text)
@@ -102,6 +110,8 @@ enum TemplateFile {
     Process,
     Ecs,
     Batch,
+    Docker,
+    Kubernetes,
 }
 
 impl TemplateFile {
@@ -110,6 +120,8 @@ impl TemplateFile {
             TemplateFile::Process => &PROCESS_TEMPLATE,
             TemplateFile::Ecs => &ECS_TEMPLATE,
             TemplateFile::Batch => &BATCH_TEMPLATE,
+            TemplateFile::Docker => &DOCKER_TEMPLATE,
+            TemplateFile::Kubernetes => &KUBERNETES_TEMPLATE,
         }
     }
 }
@@ -155,7 +167,7 @@ impl PoolTypeInfo {
     }
 }
 
-static POOL_TYPES: [PoolTypeInfo; 5] = [
+static POOL_TYPES: [PoolTypeInfo; 7] = [
     PoolTypeInfo {
         pool_type: "process",
         collection: "prefect",
@@ -227,6 +239,32 @@ static POOL_TYPES: [PoolTypeInfo; 5] = [
         is_beta: true,
         logo_url: None,
         template: TemplateFile::Batch,
+    },
+    PoolTypeInfo {
+        pool_type: "docker",
+        collection: "prefect-docker",
+        display_name: "Docker",
+        description: "Runs each flow run as a Docker container. Served by Prefect's Docker \
+                      worker, which needs a Docker daemon.",
+        documentation_url: Some("https://docs.prefect.io/integrations/prefect-docker"),
+        install_command: Some("pip install prefect-docker"),
+        is_push: false,
+        is_beta: false,
+        logo_url: None,
+        template: TemplateFile::Docker,
+    },
+    PoolTypeInfo {
+        pool_type: "kubernetes",
+        collection: "prefect-kubernetes",
+        display_name: "Kubernetes",
+        description: "Runs each flow run as a Kubernetes Job. Served by Prefect's Kubernetes \
+                      worker, which needs access to a cluster.",
+        documentation_url: Some("https://docs.prefect.io/integrations/prefect-kubernetes"),
+        install_command: Some("pip install prefect-kubernetes"),
+        is_push: false,
+        is_beta: false,
+        logo_url: None,
+        template: TemplateFile::Kubernetes,
     },
 ];
 
@@ -408,8 +446,9 @@ mod tests {
     fn unknown_pool_types_have_no_template() {
         for t in [
             "",
-            "kubernetes",
-            "docker",
+            "kubernetes:push",
+            "cloud-run",
+            "Docker",
             "ECS",
             "ecs:managed",
             "prefect:managed",
@@ -631,7 +670,18 @@ mod tests {
     #[test]
     fn pool_type_table_is_consistent() {
         let types: Vec<&str> = known_pool_types().iter().map(|i| i.pool_type).collect();
-        assert_eq!(types, ["process", "ecs", "ecs:push", "batch", "batch:push"]);
+        assert_eq!(
+            types,
+            [
+                "process",
+                "ecs",
+                "ecs:push",
+                "batch",
+                "batch:push",
+                "docker",
+                "kubernetes"
+            ]
+        );
         for info in known_pool_types() {
             assert_eq!(
                 info.is_push,
@@ -737,9 +787,11 @@ mod tests {
                 ("prefect", vec!["process"]),
                 ("prefect-aws", vec!["ecs", "ecs:push"]),
                 ("sluice", vec!["batch", "batch:push"]),
+                ("prefect-docker", vec!["docker"]),
+                ("prefect-kubernetes", vec!["kubernetes"]),
             ]
         );
-        assert!(find("kubernetes").is_none());
+        assert!(find("cloud-run").is_none());
     }
 
     // ---- comparison with Prefect's published templates --------------------------------------
@@ -769,6 +821,89 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `pool_type`'s template against Prefect's published one: the same `job_configuration`
+    /// and variables (names, order, and each one's type, default, enum, format and items),
+    /// except the variables named in `added` (newer in prefect 3.9.1 than the snapshot).
+    fn matches_prefect(test: &str, pool_type: &str, added: &[&str]) {
+        let ours = template_of(pool_type);
+        let Some(theirs) = prefect_snapshot(test, pool_type) else {
+            return;
+        };
+        let mut jc = ours["job_configuration"].clone();
+        let mut ours_names: Vec<String> = properties(&ours).keys().cloned().collect();
+        for name in added {
+            if let Some(m) = jc.as_object_mut() {
+                m.shift_remove(*name);
+            }
+            ours_names.retain(|n| n != name);
+        }
+        assert_eq!(
+            jc, theirs["job_configuration"],
+            "{pool_type} job_configuration"
+        );
+        let theirs_names: Vec<String> = properties(&theirs).keys().cloned().collect();
+        assert_eq!(
+            ours_names, theirs_names,
+            "{pool_type}: same variables, same order"
+        );
+        for (name, theirs_prop) in properties(&theirs) {
+            let ours_prop = &properties(&ours)[name];
+            for key in [
+                "type",
+                "default",
+                "format",
+                "additionalProperties",
+                "enum",
+                "items",
+                "allOf",
+            ] {
+                assert_eq!(
+                    ours_prop.get(key),
+                    theirs_prop.get(key),
+                    "{pool_type} {name}.{key}"
+                );
+            }
+        }
+        for (name, def) in theirs["variables"]["definitions"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let mine = &ours["variables"]["definitions"][name];
+            for key in ["type", "required", "block_type_slug", "secret_fields"] {
+                assert_eq!(mine.get(key), def.get(key), "{pool_type} {name}.{key}");
+            }
+            let fields = |d: &Value| -> Vec<(String, Option<Value>)> {
+                d["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.get("type").cloned()))
+                    .collect()
+            };
+            assert_eq!(fields(mine), fields(def), "{pool_type} {name} fields");
+        }
+    }
+
+    #[test]
+    fn kubernetes_template_matches_prefects_published_one() {
+        matches_prefect(
+            "kubernetes_template_matches_prefects_published_one",
+            "kubernetes",
+            &[],
+        );
+    }
+
+    #[test]
+    fn docker_template_matches_prefects_published_one() {
+        // prefect 3.9.1's Docker template adds `container_wait_timeout` to the snapshot's.
+        matches_prefect(
+            "docker_template_matches_prefects_published_one",
+            "docker",
+            &["container_wait_timeout"],
+        );
     }
 
     /// Variables of Prefect's registry snapshot that the current ECS worker dropped.

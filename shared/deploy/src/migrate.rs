@@ -101,8 +101,25 @@ fn is_block_default(block_type: &str, key: &str, value: &Value) -> bool {
         Value::Array(a) if a.is_empty() => return true,
         _ => {}
     }
+    // Prefect 2's image default is its own image for the installed version
+    // (`prefecthq/prefect:2.x.y-python3.z`); `publish_as_work_pool` leaves it out as a default.
+    if key == "image"
+        && matches!(block_type, "docker-container" | "kubernetes-job")
+        && value
+            .as_str()
+            .is_some_and(|i| i.starts_with("prefecthq/prefect:2.") && i.contains("-python"))
+    {
+        return true;
+    }
+    if block_type == "kubernetes-job" && key == "job" && *value == kubernetes_base_job() {
+        return true;
+    }
     let default = match (block_type, key) {
         ("process", "stream_output") => json!(true),
+        ("docker-container" | "kubernetes-job", "stream_output") => json!(true),
+        ("docker-container", "auto_remove" | "privileged") => json!(false),
+        ("kubernetes-job", "namespace") => json!("default"),
+        ("kubernetes-job", "pod_watch_timeout_seconds") => json!(60),
         ("ecs-task", "launch_type") => json!("FARGATE"),
         ("ecs-task", "auto_deregister_task_definition") => json!(true),
         ("ecs-task", "task_start_timeout_seconds") => json!(120),
@@ -113,6 +130,35 @@ fn is_block_default(block_type: &str, key: &str, value: &Value) -> bool {
         (Some(a), Some(b)) => a == b,
         _ => *value == default,
     }
+}
+
+/// Prefect 2's `KubernetesJob.base_job_manifest()`, the `job` a block has unless customized.
+fn kubernetes_base_job() -> Value {
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"labels": {}},
+        "spec": {"template": {"spec": {
+            "parallelism": 1,
+            "completions": 1,
+            "restartPolicy": "Never",
+            "containers": [{"name": "prefect-job", "env": []}]
+        }}}
+    })
+}
+
+/// Prefect 2's image pull policy names (`IF_NOT_PRESENT`) as Kubernetes and Docker workers
+/// spell them (`IfNotPresent`); names already in that form pass through.
+fn pull_policy(value: &Value) -> Option<Value> {
+    let text = value.as_str()?;
+    let mapped = match text.to_ascii_uppercase().replace('-', "_").as_str() {
+        "IF_NOT_PRESENT" | "IFNOTPRESENT" => "IfNotPresent",
+        "ALWAYS" => "Always",
+        "NEVER" => "Never",
+        "IF_POSSIBLE" | "IFPOSSIBLE" => "IfPossible",
+        _ => return None,
+    };
+    Some(json!(mapped))
 }
 
 /// (block type slug, document name, data).
@@ -229,7 +275,7 @@ pub fn infra_block_to_pool(input: &Value) -> Result<MigratedPool, MigrateError> 
     };
     let Some(mut template) = sluice_core::pool_types::default_base_job_template(pool_type) else {
         return fail(format!(
-            "a '{block_type}' block becomes a '{pool_type}' work pool, but Sluice has no worker and no default base job template for '{pool_type}' pools (it ships process, ecs, ecs:push, batch and batch:push); create the pool with Prefect's {pool_type} worker installed, or write its template by hand"
+            "a '{block_type}' block becomes a '{pool_type}' work pool, but Sluice has no default base job template for '{pool_type}' pools"
         ));
     };
     let mut skipped = Vec::new();
@@ -283,6 +329,41 @@ pub fn infra_block_to_pool(input: &Value) -> Result<MigratedPool, MigrateError> 
                     "the credentials are inline, not a saved block document; save them as an aws-credentials block and set the pool's aws_credentials default to {\"$ref\": {\"block_document_id\": ...}}",
                 )),
             },
+            "image_pull_policy" if has_variable => match pull_policy(value) {
+                Some(v) => set_default(&mut template, key, v),
+                None => skipped.push(Skipped::new(
+                    key,
+                    format!("{value} is not an image pull policy the {pool_type} template knows"),
+                )),
+            },
+            "customizations" if block_type == "kubernetes-job" => {
+                apply_job_customizations(&mut template, value, &mut skipped);
+            }
+            "job" if block_type == "kubernetes-job" => skipped.push(Skipped::new(
+                key,
+                "a customized Job manifest: carry its changes into the pool's job_manifest by hand",
+            )),
+            "cluster_config" if block_type == "kubernetes-job" => match saved_block_id(value) {
+                Some(id) => {
+                    let id = match id {
+                        Value::String(s) => Value::String(s),
+                        other => Value::String(other.to_string()),
+                    };
+                    set_default(
+                        &mut template,
+                        "cluster_config",
+                        json!({"$ref": {"block_document_id": id}}),
+                    );
+                }
+                None => skipped.push(Skipped::new(
+                    key,
+                    "the cluster config is inline, not a saved block document; save it as a kubernetes-cluster-config block and set the pool's cluster_config default to it",
+                )),
+            },
+            "image_registry" if block_type == "docker-container" => skipped.push(Skipped::new(
+                key,
+                "a Prefect 2 docker-registry block: save the login as a docker-registry-credentials block (prefect-docker) and set the pool's registry_credentials default to it",
+            )),
             "task_definition" if block_type == "ecs-task" => {
                 if let Some(jc) = template
                     .get_mut("job_configuration")
@@ -314,6 +395,37 @@ fn set_default(template: &mut Value, variable: &str, value: Value) {
         .and_then(|p| p.get_mut(variable))
     {
         prop.insert("default".to_owned(), value);
+    }
+}
+
+/// A KubernetesJob's `customizations` (a JSON Patch list on the Job manifest) applied to the
+/// template's `job_manifest`, the same document the Kubernetes worker renders.
+fn apply_job_customizations(template: &mut Value, value: &Value, skipped: &mut Vec<Skipped>) {
+    let field = "customizations";
+    let patches: Vec<Value> = match value {
+        Value::Array(p) => p.clone(),
+        Value::String(s) => match serde_json::from_str(s) {
+            Ok(Value::Array(p)) => p,
+            _ => {
+                skipped.push(Skipped::new(field, "not a JSON Patch list"));
+                return;
+            }
+        },
+        _ => {
+            skipped.push(Skipped::new(field, "not a JSON Patch list"));
+            return;
+        }
+    };
+    let Some(manifest) = template.pointer_mut("/job_configuration/job_manifest") else {
+        return;
+    };
+    let mut patched = manifest.clone();
+    match apply_patch(&mut patched, &patches) {
+        Ok(()) => *manifest = patched,
+        Err(e) => skipped.push(Skipped::new(
+            field,
+            format!("cannot apply to job_configuration.job_manifest ({e}); edit the pool's template by hand"),
+        )),
     }
 }
 
@@ -444,6 +556,45 @@ fn text(v: Option<&Value>) -> Option<String> {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
     }
+}
+
+/// The settings of an inline (unsaved) infrastructure block as job variables: what
+/// `publish_as_work_pool` would make pool defaults, kept only where they differ from the
+/// pool type's own defaults. What only a pool's template can hold is reported.
+fn inline_settings(
+    infra: &Value,
+    not_carried: &mut Vec<String>,
+) -> Result<Map<String, Value>, MigrateError> {
+    let migrated = infra_block_to_pool(infra)
+        .map_err(|e| MigrateError(format!("the inline infrastructure block: {}", e.0)))?;
+    let base = sluice_core::pool_types::default_base_job_template(&migrated.pool_type)
+        .unwrap_or(Value::Null);
+    let mut vars = Map::new();
+    let properties = |t: &Value| {
+        t.pointer("/variables/properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let base_props = properties(&base);
+    for (name, prop) in properties(&migrated.base_job_template) {
+        let Some(default) = prop.get("default") else {
+            continue;
+        };
+        if base_props.get(&name).and_then(|p| p.get("default")) != Some(default) {
+            vars.insert(name, default.clone());
+        }
+    }
+    if migrated.base_job_template.get("job_configuration") != base.get("job_configuration") {
+        not_carried.push(format!(
+            "the inline {} block's changes to the job itself (task definition or customizations): a deployment cannot carry them; put them in the '{}' pool's template",
+            migrated.block_type, migrated.pool_type
+        ));
+    }
+    for s in &migrated.skipped {
+        not_carried.push(format!("infrastructure.{}: {}", s.field, s.reason));
+    }
+    Ok(vars)
 }
 
 /// An agent-era `deployment.yaml` → a `prefect.yaml` with one deployment entry.
@@ -614,9 +765,15 @@ pub fn migrate_deployment(
             .unwrap_or_else(|| json!({})),
     );
 
+    // A saved (named, not anonymous) infrastructure block becomes a pool of its own name; an
+    // inline one has no pool to become, so its settings travel with the deployment.
     let infra_name = d
         .get("infrastructure")
+        .filter(|i| i.get("_is_anonymous").and_then(Value::as_bool) != Some(true))
         .and_then(|i| text(i.get("_block_document_name")));
+    let inline_infra = d
+        .get("infrastructure")
+        .filter(|i| i.is_object() && infra_name.is_none());
     let pool_name = pool
         .map(str::to_owned)
         .or_else(|| text(d.get("work_pool_name")))
@@ -631,10 +788,16 @@ pub fn migrate_deployment(
     if let Some(q) = text(d.get("work_queue_name")) {
         work_pool.insert("work_queue_name".to_owned(), json!(q));
     }
-    let raw_overrides = match d.get("infra_overrides") {
+    let mut raw_overrides = match d.get("infra_overrides") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
     };
+    // Prefect 2 named pull policies `IF_NOT_PRESENT`; the workers read `IfNotPresent`.
+    if let Some(policy) = raw_overrides.get_mut("image_pull_policy")
+        && let Some(mapped) = pull_policy(policy)
+    {
+        *policy = mapped;
+    }
     // With the infrastructure block's type known, the overrides are made to fit the template
     // of the pool it becomes (the 2.x CLI wrote `cpu: '512'`); agent-only keys are left out
     // and named, and a value that cannot fit stops the migration with its variable's name.
@@ -675,6 +838,36 @@ pub fn migrate_deployment(
         }
         None => expand_dotted(&raw_overrides),
     };
+    let overrides = match inline_infra {
+        Some(infra) => {
+            // The deployment's overrides are laid over its block's settings, nested keys
+            // merged, as the agent applied `infra_overrides` to the block.
+            let mut vars = Value::Object(inline_settings(infra, &mut not_carried)?);
+            deep_merge(&mut vars, &Value::Object(overrides));
+            match vars {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }
+        }
+        // A saved block: an override of part of a mapping (`env.MODE`) was merged into the
+        // block's mapping by the agent, while a worker lays job variables over the pool's
+        // defaults whole; so the mapping is written out merged, keeping the block's other keys.
+        None => {
+            let mut overrides = overrides;
+            if let Some(Value::Object(block)) = d.get("infrastructure") {
+                for (key, value) in &mut overrides {
+                    if let (Some(base @ Value::Object(_)), Value::Object(_)) =
+                        (block.get(key), &*value)
+                    {
+                        let mut merged = base.clone();
+                        deep_merge(&mut merged, value);
+                        *value = merged;
+                    }
+                }
+            }
+            overrides
+        }
+    };
     work_pool.insert("job_variables".to_owned(), Value::Object(overrides));
     entry.insert("work_pool".to_owned(), Value::Object(work_pool));
 
@@ -712,7 +905,10 @@ pub fn migrate_deployment(
         entry.insert("pull".to_owned(), Value::Array(pull));
     }
 
-    if let Some(infra) = d.get("infrastructure").filter(|v| v.is_object()) {
+    if let Some(infra) = d
+        .get("infrastructure")
+        .filter(|v| v.is_object() && inline_infra.is_none())
+    {
         let kind = text(infra.get("type"))
             .or_else(|| text(infra.get("block_type_slug")))
             .or_else(|| text(infra.get("_block_type_slug")))

@@ -186,13 +186,57 @@ fn ecs_inline_credentials_and_bad_patch_are_reported() {
     );
 }
 
+/// KubernetesJob and DockerContainer blocks become kubernetes and docker pools (served by
+/// Prefect's workers): their settings are the template's defaults, Prefect 2's pull policy
+/// names are mapped, the Job customizations patch the job manifest, a saved cluster config is
+/// referred to, and Prefect 2's own image (its default) is left out.
 #[test]
-fn kubernetes_and_unknown_blocks_are_refused() {
-    let err = infra_block_to_pool(&block("kubernetes-job.json")).unwrap_err();
-    assert!(err.0.contains("'kubernetes'"), "{err}");
-    assert!(err.0.contains("no worker"), "{err}");
-    let err = infra_block_to_pool(&json!({"type": "docker-container"})).unwrap_err();
-    assert!(err.0.contains("'docker'"), "{err}");
+fn kubernetes_and_docker_blocks_become_pools() {
+    let pool = infra_block_to_pool(&block("kubernetes-job.json")).unwrap();
+    assert_eq!(pool.pool_type, "kubernetes");
+    for (var, want) in [
+        ("namespace", json!("flows")),
+        ("image", json!("registry.acme.io/flows:1.4")),
+        ("image_pull_policy", json!("Always")),
+        ("service_account_name", json!("prefect-runner")),
+        ("finished_job_ttl", json!(300)),
+        ("env", json!({"MODE": "prod"})),
+        ("labels", json!({"team": "data"})),
+        ("command", json!("python -m prefect.engine")),
+        (
+            "cluster_config",
+            json!({"$ref": {"block_document_id": "7d4e3f9a-1c2b-4d5e-8f60-718293a4b5c6"}}),
+        ),
+    ] {
+        assert_eq!(default_of(&pool, var), Some(want), "{var}");
+    }
+    let manifest = &pool.base_job_template["job_configuration"]["job_manifest"];
+    assert_eq!(
+        manifest["spec"]["template"]["spec"]["nodeSelector"],
+        json!({"pool": "batch"})
+    );
+    assert_eq!(manifest["spec"]["activeDeadlineSeconds"], json!(3600));
+    assert!(pool.skipped.is_empty(), "{:?}", pool.skipped);
+
+    let docker = json!({"type": "docker-container", "image": "prefecthq/prefect:2.20.3-python3.11",
+                        "image_pull_policy": "IF_NOT_PRESENT", "networks": ["flows"],
+                        "volumes": ["/data:/data"], "auto_remove": true,
+                        "image_registry": {"_block_document_id": "x", "block_type_slug": "docker-registry"}});
+    let pool = infra_block_to_pool(&docker).unwrap();
+    assert_eq!(pool.pool_type, "docker");
+    assert_eq!(
+        default_of(&pool, "image_pull_policy"),
+        Some(json!("IfNotPresent"))
+    );
+    assert_eq!(default_of(&pool, "networks"), Some(json!(["flows"])));
+    assert_eq!(default_of(&pool, "auto_remove"), Some(json!(true)));
+    assert_eq!(
+        default_of(&pool, "image"),
+        None,
+        "Prefect 2's default image is left out"
+    );
+    assert_eq!(skipped_fields(&pool), vec!["image_registry"]);
+
     let err = infra_block_to_pool(&json!({"type": "s3"})).unwrap_err();
     assert!(err.0.contains("not an infrastructure block"), "{err}");
     let err = infra_block_to_pool(&json!({"env": {}})).unwrap_err();
@@ -483,4 +527,119 @@ infra_overrides:
     let bad = source.replace("cpu: '512'", "cpu: lots");
     let err = migrate_deployment(&bad, None).unwrap_err().to_string();
     assert!(err.contains("infra_overrides.cpu"), "{err}");
+}
+
+/// A kubernetes deployment's overrides, as the 2.x CLI wrote them, fit the kubernetes pool.
+#[test]
+fn kubernetes_overrides_map_pull_policy_and_types() {
+    let source = r#"
+name: k8s-etl
+flow_name: etl
+entrypoint: flows.py:etl
+infrastructure:
+  type: kubernetes-job
+  _block_document_name: k8s
+infra_overrides:
+  image_pull_policy: IF_NOT_PRESENT
+  finished_job_ttl: '600'
+  stream_output: 'false'
+  customizations: []
+"#;
+    let migrated = migrate_deployment(source, None).unwrap();
+    let entry = &migrated.document["deployments"][0];
+    assert_eq!(entry["work_pool"]["name"], json!("k8s"));
+    assert_eq!(
+        entry["work_pool"]["job_variables"],
+        json!({"image_pull_policy": "IfNotPresent", "finished_job_ttl": 600, "stream_output": false})
+    );
+    let template = sluice_core::pool_types::default_base_job_template("kubernetes").unwrap();
+    sluice_core::schema::validate_job_variables(
+        &template["variables"],
+        entry["work_pool"]["job_variables"].as_object().unwrap(),
+        false,
+    )
+    .expect("the kubernetes pool accepts what migrate writes");
+}
+
+/// An inline (unsaved) infrastructure block has no pool to become: its settings travel with
+/// the deployment as job variables, under the deployment's own overrides.
+#[test]
+fn inline_infrastructure_settings_become_job_variables() {
+    let source = r#"
+name: inline
+flow_name: etl
+entrypoint: flows.py:etl
+work_pool_name: local
+infrastructure:
+  type: process
+  env: {MODE: batch, REGION: eu}
+  working_dir: /srv/flows
+  stream_output: true
+  _is_anonymous: true
+  _block_document_name: anonymous-9f2c
+infra_overrides:
+  env.MODE: interactive
+"#;
+    let migrated = migrate_deployment(source, None).unwrap();
+    let vars = &migrated.document["deployments"][0]["work_pool"]["job_variables"];
+    assert_eq!(
+        vars,
+        &json!({"env": {"MODE": "interactive", "REGION": "eu"}, "working_dir": "/srv/flows"}),
+        "the override lands inside the block's env, as the agent applied it"
+    );
+    assert!(
+        !migrated
+            .not_carried
+            .iter()
+            .any(|n| n.contains("infrastructure block")),
+        "{:?}",
+        migrated.not_carried
+    );
+    let ecs = r#"
+name: inline-ecs
+flow_name: etl
+entrypoint: flows.py:etl
+work_pool_name: ecs-pool
+infrastructure:
+  type: ecs-task
+  cpu: 1024
+  cluster: prod
+  task_customizations: [{"op": "add", "path": "/overrides/ephemeralStorage", "value": {"sizeInGiB": 50}}]
+"#;
+    let migrated = migrate_deployment(ecs, None).unwrap();
+    let vars = &migrated.document["deployments"][0]["work_pool"]["job_variables"];
+    assert_eq!(vars, &json!({"cpu": 1024, "cluster": "prod"}));
+    assert!(
+        migrated
+            .not_carried
+            .iter()
+            .any(|n| n.contains("changes to the job itself")),
+        "{:?}",
+        migrated.not_carried
+    );
+}
+
+/// With a saved block, an override of one key of a mapping keeps the block's other keys: the
+/// agent merged `env.MODE` into the block's env, and a worker replaces the pool's env whole.
+#[test]
+fn partial_mapping_overrides_keep_the_blocks_other_keys() {
+    let source = r#"
+name: saved
+flow_name: etl
+entrypoint: flows.py:etl
+infrastructure:
+  type: process
+  env: {MODE: batch, REGION: eu}
+  _block_document_name: local-process
+  _is_anonymous: false
+infra_overrides:
+  env.MODE: interactive
+"#;
+    let migrated = migrate_deployment(source, None).unwrap();
+    let entry = &migrated.document["deployments"][0];
+    assert_eq!(entry["work_pool"]["name"], json!("local-process"));
+    assert_eq!(
+        entry["work_pool"]["job_variables"],
+        json!({"env": {"MODE": "interactive", "REGION": "eu"}})
+    );
 }

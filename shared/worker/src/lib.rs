@@ -149,10 +149,22 @@ pub async fn run(
             })
         }
         None if opts.pool_type == "process" => None,
-        None => bail!(
-            "unknown worker type `{}`: expected process, ecs or batch",
-            opts.pool_type
-        ),
+        None => match sluice_core::pool_types::pool_type_info(&opts.pool_type)
+            .and_then(|info| info.install_command)
+        {
+            // A type Sluice knows but serves with Prefect's own worker (docker, kubernetes).
+            Some(install) => bail!(
+                "`sluice worker` does not serve {} pools: run Prefect's worker against Sluice \
+                 (`{install}`, then `prefect worker start --pool {} --type {}`)",
+                opts.pool_type,
+                opts.pool,
+                opts.pool_type
+            ),
+            None => bail!(
+                "unknown worker type `{}`: expected process, ecs or batch",
+                opts.pool_type
+            ),
+        },
     };
     let prefix = match opts.pool_type.as_str() {
         "ecs" => "ECSWorker",
