@@ -99,9 +99,19 @@ fn infra_block_dry_run_contacts_nothing() {
         ])
         .output()
         .unwrap_or_else(|e| panic!("run sluice: {e}"));
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no worker"), "{err}");
+    // A kubernetes pool now (served by Prefect's Kubernetes worker).
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["type"], json!("kubernetes"));
+    assert_eq!(
+        printed["base_job_template"]["variables"]["properties"]["namespace"]["default"],
+        json!("flows")
+    );
 }
 
 #[test]
