@@ -98,6 +98,14 @@ enum Command {
         #[command(subcommand)]
         command: commands::migrate::MigrateCommand,
     },
+    /// Bring a running Prefect server's pools, queues, deployments, flows, variables, blocks
+    /// and concurrency limits over to Sluice (the global --api-url/--api-key name Sluice).
+    Import {
+        #[command(flatten)]
+        api: commands::ApiArgs,
+        #[command(flatten)]
+        args: commands::import::ImportArgs,
+    },
     /// Prefect's UI on 127.0.0.1 against a remote Sluice, the API key added by a local proxy.
     Ui {
         #[command(flatten)]
@@ -130,7 +138,8 @@ impl Command {
             | Command::Deploy { api, .. }
             | Command::Serve { api, .. }
             | Command::Migrate { api, .. }
-            | Command::Ui { api, .. } => Some(api),
+            | Command::Ui { api, .. }
+            | Command::Import { api, .. } => Some(api),
             Command::Server { .. } | Command::JobTemplate { .. } | Command::ApiKey { .. } => None,
         }
     }
@@ -208,6 +217,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Deploy { api, args } => commands::deploy::run(&api, args).await,
             Command::Ui { api, args } => commands::ui::run(&api, args).await,
+            Command::Import { api, args } => commands::import::run(&api, args).await,
             Command::Serve { api, args } => commands::serve::run(&api, args).await,
             Command::Migrate { api, command } => commands::migrate::run(&api, command).await,
             Command::ApiKey {

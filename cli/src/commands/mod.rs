@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod deploy;
 pub mod deployments;
 pub mod flow_runs;
+pub mod import;
 pub mod migrate;
 pub mod pools;
 pub mod queues;

@@ -169,7 +169,7 @@ impl Client {
 }
 
 /// Percent-encodes a path segment (names may contain spaces and other reserved characters).
-fn encode(segment: &str) -> String {
+pub fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -51,6 +51,41 @@ impl Client {
         })
     }
 
+    /// A client that sends `authorization` (a whole `Authorization` header value, e.g.
+    /// `Basic ...` for a Prefect server's auth string) with every request.
+    pub fn with_authorization(
+        base_url: &str,
+        authorization: Option<&str>,
+    ) -> Result<Client, String> {
+        crate::check_api_url(base_url)?;
+        let mut builder = reqwest::Client::builder();
+        if let Some(auth) = authorization {
+            let mut headers = reqwest::header::HeaderMap::new();
+            let mut value = reqwest::header::HeaderValue::from_str(auth)
+                .map_err(|e| format!("invalid credentials: {e}"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        let http = builder.build().map_err(|e| e.to_string())?;
+        Ok(Client {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// DELETE; a 404 counts as done.
+    pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
+        match self
+            .send_json(reqwest::Method::DELETE, "DELETE", path, &Value::Null)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ClientError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends a JSON body and decodes a JSON answer (`Value::Null` for an empty body).
     async fn send_json(
         &self,

@@ -18,6 +18,7 @@
 //!
 //! Build and push steps are returned untemplated: Prefect templates step inputs when it runs them.
 
+pub mod import;
 pub mod migrate;
 mod yaml;
 
