@@ -29,7 +29,12 @@ pub struct ImportArgs {
     #[arg(long, env = "SLUICE_IMPORT_FROM_API_KEY", hide_env_values = true)]
     from_api_key: Option<String>,
     /// The source's auth string (`PREFECT_API_AUTH_STRING`, `user:password`), sent as Basic.
-    #[arg(long, env = "SLUICE_IMPORT_FROM_AUTH_STRING", hide_env_values = true, conflicts_with = "from_api_key")]
+    #[arg(
+        long,
+        env = "SLUICE_IMPORT_FROM_AUTH_STRING",
+        hide_env_values = true,
+        conflicts_with = "from_api_key"
+    )]
     from_auth_string: Option<String>,
     /// Only these kinds, comma-separated: blocks, variables, concurrency-limits, work-pools,
     /// flows, deployments.
@@ -148,7 +153,7 @@ fn source_error(url: &str, what: &str) -> impl FnOnce(ClientError) -> anyhow::Er
     let (url, what) = (url.to_owned(), what.to_owned());
     move |e| match e.status() {
         None if matches!(e, ClientError::Transport { .. }) => anyhow!(
-            "cannot reach the source {url} to read its {what}: is the Prefect server running there? ({e})"
+            "cannot reach the source {url} to read its {what}: is the Prefect server running there?"
         ),
         Some(401 | 403) => anyhow!(
             "the source {url} refused to list its {what} ({}): pass its key with --from-api-key or its auth string with --from-auth-string",
@@ -206,9 +211,13 @@ async fn read_source(client: &Client, url: &str) -> anyhow::Result<Source> {
         let Some(name) = pool.get("name").and_then(Value::as_str) else {
             continue;
         };
-        let queues = read_all(client, &format!("work_pools/{}/queues/filter", encode(name)), &empty)
-            .await
-            .map_err(source_error(url, "work queues"))?;
+        let queues = read_all(
+            client,
+            &format!("work_pools/{}/queues/filter", encode(name)),
+            &empty,
+        )
+        .await
+        .map_err(source_error(url, "work queues"))?;
         source
             .work_queues
             .extend(queues.into_iter().map(|q| (name.to_owned(), q)));
@@ -275,7 +284,12 @@ fn compared(kind: Kind) -> &'static [&'static str] {
         Kind::Variable => &["value", "tags"],
         Kind::GlobalLimit => &["limit", "active", "slot_decay_per_second"],
         Kind::TagLimit => &["concurrency_limit"],
-        Kind::WorkPool => &["description", "base_job_template", "is_paused", "concurrency_limit"],
+        Kind::WorkPool => &[
+            "description",
+            "base_job_template",
+            "is_paused",
+            "concurrency_limit",
+        ],
         Kind::WorkQueue => &["description", "is_paused", "concurrency_limit", "priority"],
         Kind::Deployment => &[
             "version",
@@ -308,16 +322,17 @@ async fn decide(target: &Client, items: &[Item]) -> anyhow::Result<Vec<Action>> 
         .collect();
     for item in items {
         let path = target_path(item);
-        let existing = target
-            .get_optional(&path)
-            .await
-            .map_err(|e| anyhow!("cannot read {} {} on the target: {e}", item.kind.name(), item.key))?;
+        let existing = target.get_optional(&path).await.map_err(|e| {
+            anyhow!(
+                "cannot read {} {} on the target: {e}",
+                item.kind.name(),
+                item.key
+            )
+        })?;
         let action = match existing {
             None => Action::Create,
             Some(existing) => {
-                if item.kind == Kind::WorkPool
-                    && existing.get("type") != item.body.get("type")
-                {
+                if item.kind == Kind::WorkPool && existing.get("type") != item.body.get("type") {
                     conflicts.push(format!(
                         "work pool {}: the target has one of type {} under that name, the source's is {}",
                         item.key,
@@ -386,7 +401,10 @@ fn undo_of(item: &Item, existing: &Value) -> Undo {
                 .collect::<Map<String, Value>>(),
         )
     };
-    let id = existing.get("id").and_then(Value::as_str).unwrap_or_default();
+    let id = existing
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match item.kind {
         Kind::Deployment => {
             let mut body = keep(compared(Kind::Deployment));
@@ -434,7 +452,12 @@ async fn write(
     ids: &mut Ids,
 ) -> anyhow::Result<Option<String>> {
     let b = &item.body;
-    let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        b.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     if let Action::Unchanged = action {
         if item.kind == Kind::Flow {
             let id = id_of(target, &target_path(item)).await?;
@@ -466,7 +489,8 @@ async fn write(
                 m.remove("block_type_slug");
             }
             let made = target.post_json("block_schemas/", &body).await?;
-            Ok(created.then(|| format!("block_schemas/{}", made["id"].as_str().unwrap_or_default())))
+            Ok(created
+                .then(|| format!("block_schemas/{}", made["id"].as_str().unwrap_or_default())))
         }
         Kind::BlockDocument => {
             let slug = text("block_type_slug");
@@ -502,7 +526,10 @@ async fn write(
                     &json!({"name": b["name"], "data": b["data"], "block_type_id": type_id, "block_schema_id": schema_id}),
                 )
                 .await?;
-            Ok(Some(format!("block_documents/{}", made["id"].as_str().unwrap_or_default())))
+            Ok(Some(format!(
+                "block_documents/{}",
+                made["id"].as_str().unwrap_or_default()
+            )))
         }
         Kind::Variable => {
             if created {
@@ -662,9 +689,13 @@ impl Report {
         for (label, list) in [(create, &self.created), (update, &self.updated)] {
             // Block types and schemas come by the dozen (every collection a server registered):
             // counted, not listed.
-            let catalog = |w: &&String| w.starts_with("block type ") || w.starts_with("block schema ");
+            let catalog =
+                |w: &&String| w.starts_with("block type ") || w.starts_with("block schema ");
             let types = list.iter().filter(|w| w.starts_with("block type ")).count();
-            let schemas = list.iter().filter(|w| w.starts_with("block schema ")).count();
+            let schemas = list
+                .iter()
+                .filter(|w| w.starts_with("block schema "))
+                .count();
             if types + schemas > 0 {
                 println!("  {label}: {types} block type(s), {schemas} block schema(s)");
             }

@@ -207,7 +207,10 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
         items.push(Item {
             kind: Kind::GlobalLimit,
             key: name.to_owned(),
-            body: Value::Object(pick(l, &["name", "limit", "active", "slot_decay_per_second"])),
+            body: Value::Object(pick(
+                l,
+                &["name", "limit", "active", "slot_decay_per_second"],
+            )),
             changed: Vec::new(),
         });
     }
@@ -319,7 +322,9 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
 /// own `active`.
 fn deployment_body(d: &Value, flow: &str) -> Result<(Value, Vec<String>), String> {
     let agent_era = d.get("work_pool_name").is_none_or(Value::is_null)
-        && (d.get("infrastructure_document_id").is_some_and(|v| !v.is_null())
+        && (d
+            .get("infrastructure_document_id")
+            .is_some_and(|v| !v.is_null())
             || d.get("storage_document_id").is_some_and(|v| !v.is_null()));
     if agent_era {
         return Err(
@@ -380,7 +385,13 @@ fn deployment_body(d: &Value, flow: &str) -> Result<(Value, Vec<String>), String
             .map(|s| {
                 Value::Object(pick(
                     s,
-                    &["schedule", "active", "max_scheduled_runs", "parameters", "slug"],
+                    &[
+                        "schedule",
+                        "active",
+                        "max_scheduled_runs",
+                        "parameters",
+                        "slug",
+                    ],
                 ))
             })
             .collect(),
