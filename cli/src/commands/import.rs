@@ -207,6 +207,18 @@ async fn read_source(client: &Client, url: &str) -> anyhow::Result<Source> {
         Err(e) if e.status() == Some(404) => Vec::new(),
         Err(e) => return Err(source_error(url, "global concurrency limits")(e)),
     };
+    // The infrastructure and storage documents of agent-era deployments (often anonymous,
+    // so not in the listing above).
+    for id in source.agent_era_document_ids() {
+        let path = format!("block_documents/{}?include_secrets=true", encode(&id));
+        if let Some(doc) = client
+            .get_optional(&path)
+            .await
+            .map_err(source_error(url, "block documents"))?
+        {
+            source.documents_by_id.insert(id, doc);
+        }
+    }
     for pool in &source.work_pools {
         let Some(name) = pool.get("name").and_then(Value::as_str) else {
             continue;

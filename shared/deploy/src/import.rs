@@ -87,6 +87,27 @@ pub struct Source {
     pub work_queues: Vec<(String, Value)>,
     pub flows: Vec<Value>,
     pub deployments: Vec<Value>,
+    /// The infrastructure and storage block documents agent-era deployments name, by id, as
+    /// `GET /block_documents/{id}?include_secrets=true` answers them.
+    pub documents_by_id: std::collections::HashMap<String, Value>,
+}
+
+impl Source {
+    /// The block document ids agent-era deployments refer to, for the caller to read.
+    #[must_use]
+    pub fn agent_era_document_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for d in &self.deployments {
+            for key in ["infrastructure_document_id", "storage_document_id"] {
+                if let Some(id) = s(d, key)
+                    && !ids.iter().any(|i| i == id)
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        ids
+    }
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -299,6 +320,31 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
             continue;
         };
         let key = format!("{flow}/{name}");
+        if is_agent_era(d) {
+            match agent_era(d, flow, &source.documents_by_id) {
+                Ok((deployment, pool)) => {
+                    if let Some(pool) = pool
+                        && !items
+                            .iter()
+                            .any(|i| i.kind == Kind::WorkPool && i.key == pool.key)
+                    {
+                        // Before the flows and deployments, which come after every pool.
+                        let at = items
+                            .iter()
+                            .position(|i| i.kind == Kind::Flow || i.kind == Kind::Deployment)
+                            .unwrap_or(items.len());
+                        items.insert(at, pool);
+                    }
+                    items.push(deployment);
+                }
+                Err(reason) => skips.push(Skip {
+                    kind: Kind::Deployment,
+                    key,
+                    reason,
+                }),
+            }
+            continue;
+        }
         match deployment_body(d, flow) {
             Ok((body, changed)) => items.push(Item {
                 kind: Kind::Deployment,
@@ -316,22 +362,159 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
     (items, skips)
 }
 
+/// A deployment of Prefect 2's agents: infrastructure and storage blocks, no work pool.
+fn is_agent_era(d: &Value) -> bool {
+    d.get("work_pool_name").is_none_or(Value::is_null)
+        && (d
+            .get("infrastructure_document_id")
+            .is_some_and(|v| !v.is_null())
+            || d.get("storage_document_id").is_some_and(|v| !v.is_null()))
+}
+
+/// A block document as the agent-era `deployment.yaml` embedded it: its data with its type
+/// and document name beside it.
+fn embedded_block(doc: &Value) -> Value {
+    let mut data = doc
+        .get("data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let slug = doc
+        .get("block_type")
+        .and_then(|t| s(t, "slug"))
+        .or_else(|| s(doc, "block_type_slug"))
+        .unwrap_or_default();
+    data.insert("type".to_owned(), json!(slug));
+    data.insert("block_type_slug".to_owned(), json!(slug));
+    data.insert("_block_type_slug".to_owned(), json!(slug));
+    data.insert(
+        "_block_document_name".to_owned(),
+        doc.get("name").cloned().unwrap_or(Value::Null),
+    );
+    data.insert(
+        "_is_anonymous".to_owned(),
+        doc.get("is_anonymous").cloned().unwrap_or(json!(false)),
+    );
+    Value::Object(data)
+}
+
+/// An agent-era deployment converted by `sluice migrate`'s rules: the infrastructure block
+/// becomes a pool (named after a saved block; `migrated-<type>` for an inline one, whose
+/// settings become the deployment's job variables), the overrides typed job variables, the
+/// storage pull steps. Returns the deployment and the pool to make.
+fn agent_era(
+    d: &Value,
+    flow: &str,
+    documents: &std::collections::HashMap<String, Value>,
+) -> Result<(Item, Option<Item>), String> {
+    let doc = |key: &str| -> Result<Option<&Value>, String> {
+        match s(d, key) {
+            None => Ok(None),
+            Some(id) => documents
+                .get(id)
+                .map(Some)
+                .ok_or_else(|| format!("its {key} {id} is not on the source server")),
+        }
+    };
+    let infra = doc("infrastructure_document_id")?;
+    let storage = doc("storage_document_id")?;
+    let mut legacy = pick(
+        d,
+        &[
+            "name",
+            "description",
+            "version",
+            "tags",
+            "parameters",
+            "schedule",
+            "schedules",
+            "is_schedule_active",
+            "infra_overrides",
+            "work_queue_name",
+            "path",
+            "entrypoint",
+            "enforce_parameter_schema",
+        ],
+    );
+    legacy.retain(|_, v| !v.is_null());
+    legacy.insert("flow_name".to_owned(), json!(flow));
+    if let Some(st) = storage {
+        legacy.insert("storage".to_owned(), embedded_block(st));
+    }
+    let mut pool = None;
+    let mut pool_name = None;
+    if let Some(infra) = infra {
+        let anonymous = infra.get("is_anonymous").and_then(Value::as_bool) == Some(true);
+        let migrated = crate::migrate::infra_block_to_pool(infra).map_err(|e| e.0)?;
+        let (name, template) = if anonymous {
+            let template = sluice_core::pool_types::default_base_job_template(&migrated.pool_type)
+                .unwrap_or(Value::Null);
+            (format!("migrated-{}", migrated.pool_type), template)
+        } else {
+            let name = s(infra, "name").unwrap_or_default().to_owned();
+            (name, migrated.base_job_template.clone())
+        };
+        let mut changed = vec![format!("made from the {} block", migrated.block_type)];
+        changed.extend(
+            migrated
+                .skipped
+                .iter()
+                .map(|s| format!("{} skipped: {}", s.field, s.reason)),
+        );
+        pool = Some(Item {
+            kind: Kind::WorkPool,
+            key: name.clone(),
+            body: json!({"name": name, "type": migrated.pool_type, "base_job_template": template}),
+            changed,
+        });
+        pool_name = Some(name);
+        legacy.insert("infrastructure".to_owned(), embedded_block(infra));
+    }
+    let text = serde_json::to_string(&Value::Object(legacy)).map_err(|e| e.to_string())?;
+    let migrated =
+        crate::migrate::migrate_deployment(&text, pool_name.as_deref()).map_err(|e| e.0)?;
+    let file = crate::parse(std::path::Path::new("prefect.yaml"), &migrated.yaml)
+        .map_err(|e| e.to_string())?;
+    let planned = crate::plan(
+        &file,
+        &crate::DeployOptions {
+            all: true,
+            ..Default::default()
+        },
+        &|_| None,
+    )
+    .map_err(|e| e.to_string())?;
+    let Some(p) = planned.into_iter().next() else {
+        return Err("the converted deployment planned to nothing".to_owned());
+    };
+    let mut body = p.body;
+    body["flow_name"] = json!(flow);
+    let mut changed =
+        vec!["an agent-era deployment, converted by `sluice migrate`'s rules".to_owned()];
+    // The pool is made by this import, so `migrate`'s advice to make it is left out.
+    changed.extend(
+        migrated
+            .not_carried
+            .iter()
+            .filter(|n| !n.contains("sluice migrate infra-block"))
+            .map(|n| format!("not carried: {n}")),
+    );
+    Ok((
+        Item {
+            kind: Kind::Deployment,
+            key: format!("{flow}/{}", s(d, "name").unwrap_or_default()),
+            body,
+            changed,
+        },
+        pool,
+    ))
+}
+
 /// A work-pool deployment of the source as `POST /deployments/` takes it (`flow_name` stands
 /// for the flow id, which the caller fills in). Prefect 2's single `schedule` with
 /// `is_schedule_active` becomes one schedule with that flag; each schedule of a list keeps its
 /// own `active`.
 fn deployment_body(d: &Value, flow: &str) -> Result<(Value, Vec<String>), String> {
-    let agent_era = d.get("work_pool_name").is_none_or(Value::is_null)
-        && (d
-            .get("infrastructure_document_id")
-            .is_some_and(|v| !v.is_null())
-            || d.get("storage_document_id").is_some_and(|v| !v.is_null()));
-    if agent_era {
-        return Err(
-            "an agent-era deployment (infrastructure and storage blocks, no work pool): convert it with `sluice migrate deployment` from its deployment.yaml; `import` does not convert it yet"
-                .to_owned(),
-        );
-    }
     let mut changed = Vec::new();
     let mut body = pick(
         d,
@@ -418,6 +601,69 @@ fn deployment_body(d: &Value, flow: &str) -> Result<(Value, Vec<String>), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Prefect 2 deployment of the agent era, as its API answers it, with the documents it
+    /// names: it becomes a deployment on a pool made from its infrastructure block.
+    #[test]
+    fn agent_era_deployments_are_converted() {
+        let mut documents = std::collections::HashMap::new();
+        documents.insert(
+            "infra-1".to_owned(),
+            json!({"id": "infra-1", "name": "local-process", "is_anonymous": false,
+                   "block_type": {"slug": "process"},
+                   "data": {"env": {"MODE": "batch", "REGION": "eu"}, "working_dir": "/srv", "stream_output": true}}),
+        );
+        documents.insert(
+            "store-1".to_owned(),
+            json!({"id": "store-1", "name": "flows-bucket", "is_anonymous": false,
+                   "block_type": {"slug": "s3-bucket"},
+                   "data": {"bucket_name": "acme", "bucket_folder": "prod"}}),
+        );
+        let source = Source {
+            flows: vec![json!({"id": "f1", "name": "etl"})],
+            deployments: vec![json!({
+                "name": "legacy", "flow_id": "f1", "entrypoint": "flows.py:etl", "path": "etl",
+                "parameters": {"n": 1}, "tags": ["old"], "work_queue_name": "default",
+                "schedule": {"cron": "0 4 * * *", "timezone": "UTC"}, "is_schedule_active": false,
+                "infra_overrides": {"env.MODE": "interactive"},
+                "infrastructure_document_id": "infra-1", "storage_document_id": "store-1",
+                "work_pool_name": null
+            })],
+            documents_by_id: documents,
+            ..Source::default()
+        };
+        assert_eq!(source.agent_era_document_ids(), ["infra-1", "store-1"]);
+        let (items, skips) = plan(&source);
+        assert!(skips.is_empty(), "{skips:?}");
+        let pool = items
+            .iter()
+            .find(|i| i.kind == Kind::WorkPool)
+            .expect("a pool");
+        assert_eq!(pool.key, "local-process");
+        assert_eq!(pool.body["type"], "process");
+        assert_eq!(
+            pool.body["base_job_template"]["variables"]["properties"]["working_dir"]["default"],
+            "/srv"
+        );
+        let d = items
+            .iter()
+            .find(|i| i.kind == Kind::Deployment)
+            .expect("the deployment");
+        assert_eq!(d.body["work_pool_name"], "local-process");
+        assert_eq!(d.body["entrypoint"], "etl/flows.py:etl");
+        assert_eq!(
+            d.body["job_variables"],
+            json!({"env": {"MODE": "interactive", "REGION": "eu"}})
+        );
+        assert_eq!(d.body["schedules"][0]["active"], false);
+        assert_eq!(
+            d.body["pull_steps"][0]["prefect_aws.deployments.steps.pull_from_s3"]["bucket"],
+            "acme"
+        );
+        let pool_at = items.iter().position(|i| i.kind == Kind::WorkPool);
+        let dep_at = items.iter().position(|i| i.kind == Kind::Deployment);
+        assert!(pool_at < dep_at, "the pool is made first");
+    }
 
     #[test]
     fn prefect_2_single_schedules_keep_their_flag_and_agent_era_is_named() {
