@@ -52,6 +52,9 @@ unset AWS_SESSION_TOKEN AWS_PROFILE
 if [ "${SLUICE_SKIP_PREFECT:-0}" != "1" ]; then
     SLUICE_PREFECT_VENV="$(SLUICE_TOOLS="${CARGO_TARGET_DIR:-$repo/target}/prefect" infra/tools.sh prefect)"
     export SLUICE_PREFECT_VENV
+    # Prefect 2, for importing from an agent-era server (cli/tests/import.rs).
+    SLUICE_PREFECT2_VENV="$(SLUICE_TOOLS="${CARGO_TARGET_DIR:-$repo/target}/prefect2" infra/tools.sh prefect2)"
+    export SLUICE_PREFECT2_VENV
     export SLUICE_REQUIRE_PREFECT=1
 fi
 

@@ -2,7 +2,7 @@
 # Installs the Python-packaged tools the tests and CI use into one virtualenv, each at a pinned
 # version, and only when it is not there yet.
 #
-#   infra/tools.sh [TOOL...]     TOOL: moto | cfn-lint | cargo-lambda | sam | prefect (default: moto)
+#   infra/tools.sh [TOOL...]     TOOL: moto | cfn-lint | cargo-lambda | sam | prefect | prefect2 (default: moto)
 #
 # The virtualenv lives at $SLUICE_TOOLS (default: tools/ in the cargo target directory,
 # ${CARGO_TARGET_DIR:-target}, so clones that share a target directory share it); put its bin/
@@ -23,8 +23,12 @@ requirements_of() {
         # its dependencies are not the other tools' business. prefect-aws: its blocks are
         # registered and saved by the flow tests.
         prefect) echo "prefect==3.9.1 prefect-aws==0.7.12" ;;
+        # Prefect 2 (its server and SDK) for the import test from an agent-era server; its own
+        # virtualenv, as for prefect. prefect-aws 0.4 is the last line for Prefect 2 (ECSTask,
+        # S3Bucket).
+        prefect2) echo "prefect==2.20.27 prefect-aws==0.4.19" ;;
         *)
-            echo "infra/tools.sh: unknown tool '$1' (known: moto cfn-lint cargo-lambda sam prefect)" >&2
+            echo "infra/tools.sh: unknown tool '$1' (known: moto cfn-lint cargo-lambda sam prefect prefect2)" >&2
             return 2
             ;;
     esac

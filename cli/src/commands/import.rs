@@ -389,15 +389,20 @@ async fn decide(target: &Client, items: &[Item]) -> anyhow::Result<Vec<Action>> 
     Ok(actions)
 }
 
-/// A deployment's schedules as compared: each schedule's settings, not its ids or times.
+/// A deployment's schedules as compared: each schedule's settings, not its ids, in the form
+/// Sluice stores them (an rrule gains Prefect's default DTSTART, a cron its `day_or`).
 fn schedules_of(d: &Value) -> Vec<Value> {
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     d.get("schedules")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|s| {
+            let raw = s.get("schedule").cloned().unwrap_or(Value::Null);
+            let schedule = sluice_core::schedules::Schedule::from_json(&raw)
+                .map_or(raw, |parsed| parsed.normalized(epoch).to_json());
             json!({
-                "schedule": s.get("schedule"),
+                "schedule": schedule,
                 "active": s.get("active").cloned().unwrap_or(json!(true)),
             })
         })
@@ -675,8 +680,10 @@ struct Report {
 impl Report {
     fn add(&mut self, item: &Item, action: &Action) {
         let what = format!("{} {}", item.kind.name(), item.key);
-        for c in &item.changed {
-            self.changed.push(format!("{what}: {c}"));
+        if !matches!(action, Action::Unchanged) {
+            for c in &item.changed {
+                self.changed.push(format!("{what}: {c}"));
+            }
         }
         match action {
             Action::Create => self.created.push(what),

@@ -320,7 +320,7 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
             continue;
         };
         let key = format!("{flow}/{name}");
-        if is_agent_era(d) {
+        if is_agent_era(d, &agent_pools) {
             match agent_era(d, flow, &source.documents_by_id) {
                 Ok((deployment, pool)) => {
                     if let Some(pool) = pool
@@ -362,9 +362,11 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
     (items, skips)
 }
 
-/// A deployment of Prefect 2's agents: infrastructure and storage blocks, no work pool.
-fn is_agent_era(d: &Value) -> bool {
-    d.get("work_pool_name").is_none_or(Value::is_null)
+/// A deployment of Prefect 2's agents: infrastructure and storage blocks, and no work pool
+/// or a `prefect-agent` one (Prefect 2.10+ puts agent deployments in `default-agent-pool`).
+fn is_agent_era(d: &Value, agent_pools: &[&str]) -> bool {
+    let pool = s(d, "work_pool_name");
+    pool.is_none_or(|p| agent_pools.contains(&p))
         && (d
             .get("infrastructure_document_id")
             .is_some_and(|v| !v.is_null())

@@ -98,6 +98,13 @@ fn is_block_default(block_type: &str, key: &str, value: &Value) -> bool {
     match value {
         Value::Null => return true,
         Value::Object(m) if m.is_empty() => return true,
+        // A nested block left at its own defaults (`ECSTask(aws_credentials=AwsCredentials())`):
+        // every setting null or empty, only its bookkeeping set.
+        Value::Object(m)
+            if m.keys().any(|k| BOOKKEEPING.contains(&k.as_str())) && !has_settings(value) =>
+        {
+            return true;
+        }
         Value::Array(a) if a.is_empty() => return true,
         _ => {}
     }
@@ -159,6 +166,25 @@ fn pull_policy(value: &Value) -> Option<Value> {
         _ => return None,
     };
     Some(json!(mapped))
+}
+
+/// Whether a nested block holds anything but its bookkeeping and nulls (a saved document
+/// counts: its name says which).
+fn has_settings(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => {
+            (m.get("_block_document_id").is_some_and(|v| !v.is_null())
+                || text(m.get("_block_document_name")).is_some())
+                && m.get("_is_anonymous").and_then(Value::as_bool) != Some(true)
+                || m.iter().any(|(k, v)| {
+                    !BOOKKEEPING.contains(&k.as_str())
+                        && !v.is_null()
+                        && !v.as_object().is_some_and(Map::is_empty)
+                })
+        }
+        Value::Null => false,
+        _ => true,
+    }
 }
 
 /// (block type slug, document name, data).
@@ -700,7 +726,7 @@ pub fn migrate_deployment(
                 .map(|f| f.trim_matches('/').to_owned())
                 .unwrap_or_default();
             let mut inputs = json!({"requires": "prefect-aws", "bucket": bucket, "folder": folder});
-            if let Some(c) = s.get("credentials").filter(|c| !c.is_null()) {
+            if let Some(c) = s.get("credentials").filter(|c| has_settings(c)) {
                 let saved = text(c.get("_block_document_name"))
                     .filter(|_| c.get("_is_anonymous").and_then(Value::as_bool) != Some(true));
                 match saved {
