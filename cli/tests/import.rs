@@ -261,3 +261,198 @@ fn a_prefect_server_comes_over_once_whole() {
     assert_eq!(code, 1);
     assert!(err.contains("--from-api-key"), "{err}");
 }
+
+/// The flow the Prefect 2 deployments run: plain enough for Prefect 3's engine too.
+const FLOWS: &str = r#"
+from prefect import flow
+
+
+@flow
+def etl(n: int = 1):
+    print(f"etl ran with n={n}")
+    return n
+"#;
+
+/// Agent-era objects made with Prefect 2's own SDK: Process, ECSTask, KubernetesJob and
+/// DockerContainer blocks; GitHub, S3Bucket, RemoteFileSystem and LocalFileSystem storage;
+/// cron, interval (inactive) and rrule schedules; overrides as the 2.x CLI writes them.
+const SEED2: &str = r#"
+import os
+import sys
+from datetime import timedelta
+
+sys.path.insert(0, os.getcwd())
+from flows import etl
+
+from prefect.deployments import Deployment
+from prefect.filesystems import GitHub, LocalFileSystem, RemoteFileSystem
+from prefect.infrastructure import DockerContainer, KubernetesJob, Process
+from prefect.server.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+from prefect_aws.ecs import ECSTask
+from prefect_aws.s3 import S3Bucket
+
+Process(env={"MODE": "batch", "REGION": "eu"}).save("local-process", overwrite=True)
+ECSTask(cluster="prod", cpu=1024, memory=2048, image="acme/flows:1").save("prod-ecs", overwrite=True)
+KubernetesJob(namespace="flows", image="acme/flows:1", image_pull_policy="Always").save("k8s", overwrite=True)
+DockerContainer(image="acme/flows:1", image_pull_policy="IF_NOT_PRESENT").save("docker", overwrite=True)
+GitHub(repository="https://github.com/acme/flows.git", reference="main").save("gh", overwrite=True)
+S3Bucket(bucket_name="acme", bucket_folder="prod").save("bucket", overwrite=True)
+RemoteFileSystem(basepath="s3://acme/flows").save("remote", overwrite=True)
+LocalFileSystem(basepath=os.getcwd()).save("here", overwrite=True)
+
+common = dict(flow=etl, skip_upload=True, apply=True, work_queue_name="default")
+Deployment.build_from_flow(name="process-cron", infrastructure=Process.load("local-process"),
+    storage=GitHub.load("gh"), schedule=CronSchedule(cron="0 2 * * *", timezone="UTC"),
+    infra_overrides={"env.EXTRA": "1"}, parameters={"n": 2}, **common)
+Deployment.build_from_flow(name="ecs-interval", infrastructure=ECSTask.load("prod-ecs"),
+    storage=S3Bucket.load("bucket"), schedule=IntervalSchedule(interval=timedelta(hours=1)),
+    is_schedule_active=False, infra_overrides={"cpu": "512"}, **common)
+Deployment.build_from_flow(name="k8s-rrule", infrastructure=KubernetesJob.load("k8s"),
+    storage=RemoteFileSystem.load("remote"), schedule=RRuleSchedule(rrule="FREQ=DAILY;BYHOUR=5"),
+    infra_overrides={"image_pull_policy": "IF_NOT_PRESENT"}, **common)
+Deployment.build_from_flow(name="docker-image", infrastructure=DockerContainer.load("docker"), **common)
+Deployment.build_from_flow(name="local-run", infrastructure=Process.load("local-process"),
+    storage=LocalFileSystem.load("here"), parameters={"n": 7}, **common)
+print("seeded")
+"#;
+
+#[test]
+fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
+    let Some(venv3) = common::prefect_venv("import_prefect2") else {
+        return;
+    };
+    let Some(venv2) = std::env::var_os("SLUICE_PREFECT2_VENV").map(std::path::PathBuf::from) else {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_PREFECT").as_deref() != Ok("1"),
+            "SLUICE_REQUIRE_PREFECT=1 but SLUICE_PREFECT2_VENV is not set"
+        );
+        sluice_testkit::skip(
+            "import_prefect2",
+            "SLUICE_PREFECT2_VENV is not set (infra/test.sh sets it)",
+        );
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let prefect = start_prefect(&venv2, home.path());
+    std::fs::write(home.path().join("flows.py"), FLOWS).expect("flows");
+    std::fs::write(home.path().join("seed2.py"), SEED2).expect("seed");
+    let out = prefect_command(&venv2.join("bin/python"), home.path(), &prefect.api)
+        .arg("seed2.py")
+        .output()
+        .expect("seed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sluice = Server::ready();
+    let (code, out, err) = import(&sluice, &["--from", prefect.api.as_str()]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    for line in [
+        "created: work pool local-process",
+        "created: work pool prod-ecs",
+        "created: work pool k8s",
+        "created: work pool docker",
+        "skipped: work pool default-agent-pool",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    let inspect = |name: &str| sluice.json(&["deployment", "inspect", &format!("etl/{name}")]);
+    let pool_type = |name: &str| sluice.json(&["work-pool", "inspect", name])["type"].clone();
+    assert_eq!(pool_type("prod-ecs"), "ecs");
+    assert_eq!(pool_type("k8s"), "kubernetes");
+    assert_eq!(pool_type("docker"), "docker");
+
+    let d = inspect("process-cron");
+    assert_eq!(d["work_pool_name"], "local-process");
+    assert_eq!(
+        d["pull_steps"],
+        json!([{"prefect.deployments.steps.git_clone": {"repository": "https://github.com/acme/flows.git", "branch": "main"}}])
+    );
+    // The partial override kept the block's other variables, as the agent applied it.
+    assert_eq!(
+        d["job_variables"],
+        json!({"env": {"MODE": "batch", "REGION": "eu", "EXTRA": "1"}})
+    );
+    assert_eq!(d["parameters"], json!({"n": 2}));
+    assert_eq!(d["schedules"][0]["active"], true);
+
+    let d = inspect("ecs-interval");
+    assert_eq!(d["work_pool_name"], "prod-ecs");
+    assert_eq!(
+        d["job_variables"],
+        json!({"cpu": 512}),
+        "the 2.x string typed"
+    );
+    assert_eq!(
+        d["schedules"][0]["active"], false,
+        "the inactive schedule stays off"
+    );
+    assert_eq!(
+        d["pull_steps"][0]["prefect_aws.deployments.steps.pull_from_s3"]["bucket"],
+        "acme"
+    );
+    let d = inspect("k8s-rrule");
+    assert_eq!(
+        d["job_variables"],
+        json!({"image_pull_policy": "IfNotPresent"})
+    );
+    assert!(
+        d["schedules"][0]["schedule"]["rrule"]
+            .as_str()
+            .is_some_and(|r| r.contains("FREQ=DAILY;BYHOUR=5"))
+    );
+    assert_eq!(
+        d["pull_steps"],
+        json!([{"prefect.deployments.steps.pull_from_remote_storage": {"url": "s3://acme/flows"}}])
+    );
+    let pool = sluice.json(&["work-pool", "inspect", "k8s"]);
+    let props = &pool["base_job_template"]["variables"]["properties"];
+    assert_eq!(props["namespace"]["default"], "flows");
+    assert_eq!(props["image_pull_policy"]["default"], "Always");
+
+    // Again: nothing to write.
+    let (code, out, err) = import(&sluice, &["--from", prefect.api.as_str()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("0 created, 0 updated,"), "{out}");
+
+    // The migrated process deployment runs on `sluice worker` to COMPLETED.
+    let (code, out, err) = sluice.sluice(&["deployment", "run", "etl/local-run"]);
+    assert_eq!(code, 0, "{err}");
+    let run_id = out
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
+        .find(|w| w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4)
+        .unwrap_or_else(|| panic!("no run id in {out}"))
+        .to_owned();
+    let worker = Command::new(SLUICE)
+        .args([
+            "worker",
+            "start",
+            "--pool",
+            "local-process",
+            "--run-once",
+            "--api-url",
+            &sluice.base,
+        ])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv3.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .current_dir(home.path())
+        .output()
+        .expect("sluice worker");
+    assert!(
+        worker.status.success(),
+        "{}",
+        String::from_utf8_lossy(&worker.stderr)
+    );
+    let run = sluice.api("GET", &format!("/flow_runs/{run_id}"), &Value::Null);
+    assert_eq!(run["state_type"], "COMPLETED", "{run}");
+    assert_eq!(run["parameters"], json!({"n": 7}));
+}
