@@ -96,9 +96,23 @@ async def main():
         )
 
 
-Secret(value="s3cr3t").save("src-secret", overwrite=True)
+async def ref_pool(secret_id):
+    from prefect.client.schemas.actions import WorkPoolCreate
+    template = {
+        "job_configuration": {"command": "{{ command }}", "token": "{{ token }}"},
+        "variables": {"type": "object", "properties": {
+            "command": {"type": "string"},
+            "token": {"type": "object", "default": {"$ref": {"block_document_id": str(secret_id)}}},
+        }},
+    }
+    async with get_client() as c:
+        await c.create_work_pool(WorkPoolCreate(name="ref-pool", type="process", base_job_template=template))
+
+
+secret_id = Secret(value="s3cr3t").save("src-secret", overwrite=True)
 Variable.set("src_var", {"a": 1}, overwrite=True)
 asyncio.run(main())
+asyncio.run(ref_pool(secret_id))
 "#;
 
 fn import(server: &Server, args: &[&str]) -> (i32, String, String) {
@@ -215,6 +229,11 @@ fn a_prefect_server_comes_over_once_whole() {
     assert_eq!(tag["concurrency_limit"], 2);
     let queue = sluice.api("GET", "/work_pools/src-pool/queues/hi", &Value::Null);
     assert_eq!(queue["priority"], 5);
+    // A template default that names a saved block names the target's copy of it.
+    let ref_pool = sluice.api("GET", "/work_pools/ref-pool", &Value::Null);
+    let referred = &ref_pool["base_job_template"]["variables"]["properties"]["token"]["default"]["$ref"]
+        ["block_document_id"];
+    assert_eq!(referred, &secret["id"], "{ref_pool}");
 
     // Again: nothing to write.
     let (code, out, err) = import(&sluice, &from);
@@ -406,6 +425,29 @@ fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
     assert_eq!(
         d["pull_steps"],
         json!([{"prefect.deployments.steps.pull_from_remote_storage": {"url": "s3://acme/flows"}}])
+    );
+    // The ECS pool and deployment render the job configuration Prefect's ECS worker builds
+    // its RunTask request from: the block's cluster, the 2.x override's cpu, the block's
+    // memory and image.
+    let ecs_pool = sluice.json(&["work-pool", "inspect", "prod-ecs"]);
+    let template = home.path().join("ecs-template.json");
+    std::fs::write(&template, ecs_pool["base_job_template"].to_string()).expect("template");
+    let (code, rendered, err) = sluice.sluice(&[
+        "job-template",
+        "render",
+        template.to_str().expect("utf-8"),
+        "--deployment-variables",
+        &inspect("ecs-interval")["job_variables"].to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rendered: Value = serde_json::from_str(&rendered).expect("JSON");
+    let request = &rendered["task_run_request"];
+    assert_eq!(request["cluster"], "prod", "{rendered}");
+    assert_eq!(request["overrides"]["cpu"], 512);
+    assert_eq!(request["overrides"]["memory"], 2048);
+    assert_eq!(
+        rendered["task_definition"]["containerDefinitions"][0]["image"],
+        "acme/flows:1"
     );
     let pool = sluice.json(&["work-pool", "inspect", "k8s"]);
     let props = &pool["base_job_template"]["variables"]["properties"];

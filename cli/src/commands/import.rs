@@ -16,7 +16,7 @@ use base64::Engine;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use sluice_client::{Client, ClientError, encode};
-use sluice_deploy::import::{Item, Kind, Skip, Source, plan};
+use sluice_deploy::import::{Item, Kind, Skip, Source, block_refs, plan, remap_block_refs};
 
 use super::ApiArgs;
 
@@ -88,7 +88,8 @@ pub async fn run(api: &ApiArgs, args: ImportArgs) -> anyhow::Result<()> {
     if let Some(kinds) = &kinds {
         items.retain(|i| kinds.contains(&i.kind));
     }
-    let decisions = decide(&target, &items).await?;
+    let mut documents: HashMap<String, String> = HashMap::new();
+    let decisions = decide(&target, &items, &mut documents).await?;
 
     let mut report = Report::default();
     for s in &skips {
@@ -102,7 +103,10 @@ pub async fn run(api: &ApiArgs, args: ImportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut done: Vec<(String, Undo)> = Vec::new();
-    let mut ids = Ids::default();
+    let mut ids = Ids {
+        documents,
+        ..Ids::default()
+    };
     for (item, action) in items.iter().zip(decisions) {
         let what = format!("{} {}", item.kind.name(), item.key);
         match write(&target, item, &action, &mut ids).await {
@@ -324,15 +328,47 @@ fn compared(kind: Kind) -> &'static [&'static str] {
 
 /// Reads what the target holds for every item, decides create / update / unchanged, and
 /// refuses the whole import on a conflict.
-async fn decide(target: &Client, items: &[Item]) -> anyhow::Result<Vec<Action>> {
+async fn decide(
+    target: &Client,
+    items: &[Item],
+    documents: &mut HashMap<String, String>,
+) -> anyhow::Result<Vec<Action>> {
     let mut actions = Vec::with_capacity(items.len());
     let mut conflicts = Vec::new();
+    let imported_documents: Vec<&str> = items
+        .iter()
+        .filter(|i| i.kind == Kind::BlockDocument)
+        .filter_map(|i| i.body.get("source_id").and_then(Value::as_str))
+        .collect();
     let pools_imported: Vec<&str> = items
         .iter()
         .filter(|i| i.kind == Kind::WorkPool)
         .map(|i| i.key.as_str())
         .collect();
     for item in items {
+        // Templates and job variables name saved blocks by the source's ids: each must be a
+        // block document this import brings (then it is renamed to the target's id) or one
+        // the target already has under that id.
+        if matches!(item.kind, Kind::WorkPool | Kind::Deployment) {
+            for id in block_refs(&item.body) {
+                let known = imported_documents.contains(&id.as_str())
+                    || target
+                        .get_optional(&format!("block_documents/{}", encode(&id)))
+                        .await
+                        .map_err(|e| anyhow!("cannot read block document {id} on the target: {e}"))?
+                        .is_some();
+                if !known {
+                    conflicts.push(format!(
+                        "{} {}: it refers to block document {id}, which is neither brought over (anonymous, or not on the source) nor on the target",
+                        item.kind.name(),
+                        item.key
+                    ));
+                }
+            }
+        }
+        let mut item = item.clone();
+        remap_block_refs(&mut item.body, documents);
+        let item = &item;
         let path = target_path(item);
         let existing = target.get_optional(&path).await.map_err(|e| {
             anyhow!(
@@ -341,6 +377,15 @@ async fn decide(target: &Client, items: &[Item]) -> anyhow::Result<Vec<Action>> 
                 item.key
             )
         })?;
+        if item.kind == Kind::BlockDocument
+            && let (Some(e), Some(src)) = (
+                &existing,
+                item.body.get("source_id").and_then(Value::as_str),
+            )
+            && let Some(id) = e.get("id").and_then(Value::as_str)
+        {
+            documents.insert(src.to_owned(), id.to_owned());
+        }
         let action = match existing {
             None => Action::Create,
             Some(existing) => {
@@ -451,6 +496,8 @@ fn undo_of(item: &Item, existing: &Value) -> Undo {
 struct Ids {
     block_types: HashMap<String, String>,
     flows: HashMap<String, String>,
+    /// Block document ids, the source's to the target's.
+    documents: HashMap<String, String>,
 }
 
 async fn id_of(target: &Client, path: &str) -> anyhow::Result<String> {
@@ -468,7 +515,9 @@ async fn write(
     action: &Action,
     ids: &mut Ids,
 ) -> anyhow::Result<Option<String>> {
-    let b = &item.body;
+    let mut remapped = item.body.clone();
+    remap_block_refs(&mut remapped, &ids.documents);
+    let b = &remapped;
     let text = |k: &str| {
         b.get(k)
             .and_then(Value::as_str)
@@ -543,10 +592,11 @@ async fn write(
                     &json!({"name": b["name"], "data": b["data"], "block_type_id": type_id, "block_schema_id": schema_id}),
                 )
                 .await?;
-            Ok(Some(format!(
-                "block_documents/{}",
-                made["id"].as_str().unwrap_or_default()
-            )))
+            let id = made["id"].as_str().unwrap_or_default().to_owned();
+            if let Some(src) = b.get("source_id").and_then(Value::as_str) {
+                ids.documents.insert(src.to_owned(), id.clone());
+            }
+            Ok(Some(format!("block_documents/{id}")))
         }
         Kind::Variable => {
             if created {

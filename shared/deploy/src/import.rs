@@ -192,6 +192,11 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
         }
         let mut body = pick(d, &["name", "data", "block_schema_id"]);
         body.insert("block_type_slug".to_owned(), json!(slug));
+        // Not sent: the id templates and nested blocks on the source refer to it by.
+        body.insert(
+            "source_id".to_owned(),
+            d.get("id").cloned().unwrap_or(Value::Null),
+        );
         let mut changed = Vec::new();
         if d.get("block_document_references")
             .and_then(Value::as_object)
@@ -360,6 +365,53 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
         }
     }
     (items, skips)
+}
+
+/// The block document ids `value` refers to (`{"$ref": {"block_document_id": ID}}`, as
+/// templates' defaults and job variables name saved blocks).
+#[must_use]
+pub fn block_refs(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_refs(value, &mut |id| {
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
+    });
+    out
+}
+
+fn walk_refs(value: &Value, found: &mut dyn FnMut(&str)) {
+    match value {
+        Value::Object(m) => {
+            if let Some(id) = m
+                .get("$ref")
+                .and_then(|r| r.get("block_document_id"))
+                .and_then(Value::as_str)
+            {
+                found(id);
+            }
+            m.values().for_each(|v| walk_refs(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| walk_refs(v, found)),
+        _ => {}
+    }
+}
+
+/// `value` with every referred block document id that `map` knows (source → target) replaced.
+pub fn remap_block_refs(value: &mut Value, map: &std::collections::HashMap<String, String>) {
+    match value {
+        Value::Object(m) => {
+            if let Some(Value::Object(r)) = m.get_mut("$ref")
+                && let Some(Value::String(id)) = r.get_mut("block_document_id")
+                && let Some(target) = map.get(id.as_str())
+            {
+                *id = target.clone();
+            }
+            m.values_mut().for_each(|v| remap_block_refs(v, map));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| remap_block_refs(v, map)),
+        _ => {}
+    }
 }
 
 /// A deployment of Prefect 2's agents: infrastructure and storage blocks, and no work pool
@@ -603,6 +655,18 @@ fn deployment_body(d: &Value, flow: &str) -> Result<(Value, Vec<String>), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_references_are_found_and_remapped() {
+        let mut template = json!({"variables": {"properties": {
+            "aws_credentials": {"default": {"$ref": {"block_document_id": "src-1"}}},
+            "other": {"default": [{"$ref": {"block_document_id": "src-2"}}]}
+        }}});
+        assert_eq!(block_refs(&template), ["src-1", "src-2"]);
+        let map = std::collections::HashMap::from([("src-1".to_owned(), "tgt-1".to_owned())]);
+        remap_block_refs(&mut template, &map);
+        assert_eq!(block_refs(&template), ["tgt-1", "src-2"]);
+    }
 
     /// A Prefect 2 deployment of the agent era, as its API answers it, with the documents it
     /// names: it becomes a deployment on a pool made from its infrastructure block.
