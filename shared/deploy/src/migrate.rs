@@ -338,23 +338,13 @@ pub fn infra_block_to_pool(input: &Value) -> Result<MigratedPool, MigrateError> 
             "task_customizations" if block_type == "ecs-task" => {
                 customizations = Some(value.clone());
             }
-            "aws_credentials" if block_type == "ecs-task" => match saved_block_id(value) {
-                Some(id) => {
-                    let id = match id {
-                        Value::String(s) => Value::String(s),
-                        other => Value::String(other.to_string()),
-                    };
-                    set_default(
-                        &mut template,
-                        "aws_credentials",
-                        json!({"$ref": {"block_document_id": id}}),
-                    );
-                }
-                None => skipped.push(Skipped::new(
-                    key,
-                    "the credentials are inline, not a saved block document; save them as an aws-credentials block and set the pool's aws_credentials default to {\"$ref\": {\"block_document_id\": ...}}",
-                )),
-            },
+            "aws_credentials" if block_type == "ecs-task" => set_block_reference(
+                &mut template,
+                key,
+                value,
+                &mut skipped,
+                "the credentials are inline, not a saved block document; save them as an aws-credentials block and set the pool's aws_credentials default to {\"$ref\": {\"block_document_id\": ...}}",
+            ),
             "image_pull_policy" if has_variable => match pull_policy(value) {
                 Some(v) => set_default(&mut template, key, v),
                 None => skipped.push(Skipped::new(
@@ -369,23 +359,13 @@ pub fn infra_block_to_pool(input: &Value) -> Result<MigratedPool, MigrateError> 
                 key,
                 "a customized Job manifest: carry its changes into the pool's job_manifest by hand",
             )),
-            "cluster_config" if block_type == "kubernetes-job" => match saved_block_id(value) {
-                Some(id) => {
-                    let id = match id {
-                        Value::String(s) => Value::String(s),
-                        other => Value::String(other.to_string()),
-                    };
-                    set_default(
-                        &mut template,
-                        "cluster_config",
-                        json!({"$ref": {"block_document_id": id}}),
-                    );
-                }
-                None => skipped.push(Skipped::new(
-                    key,
-                    "the cluster config is inline, not a saved block document; save it as a kubernetes-cluster-config block and set the pool's cluster_config default to it",
-                )),
-            },
+            "cluster_config" if block_type == "kubernetes-job" => set_block_reference(
+                &mut template,
+                key,
+                value,
+                &mut skipped,
+                "the cluster config is inline, not a saved block document; save it as a kubernetes-cluster-config block and set the pool's cluster_config default to it",
+            ),
             "image_registry" if block_type == "docker-container" => skipped.push(Skipped::new(
                 key,
                 "a Prefect 2 docker-registry block: save the login as a docker-registry-credentials block (prefect-docker) and set the pool's registry_credentials default to it",
@@ -414,6 +394,47 @@ pub fn infra_block_to_pool(input: &Value) -> Result<MigratedPool, MigrateError> 
     })
 }
 
+/// A nested block field becomes its variable's default as a reference to the saved document;
+/// an inline (unsaved) block cannot be referred to, so it is skipped with `inline`.
+fn set_block_reference(
+    template: &mut Value,
+    variable: &str,
+    value: &Value,
+    skipped: &mut Vec<Skipped>,
+    inline: &str,
+) {
+    match saved_block_id(value) {
+        Some(id) => {
+            let id = match id {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            set_default(
+                template,
+                variable,
+                json!({"$ref": {"block_document_id": id}}),
+            );
+        }
+        None => skipped.push(Skipped::new(variable, inline)),
+    }
+}
+
+/// A JSON Patch list, as blocks held it (a list, or a JSON string of one).
+fn patch_list(value: &Value, field: &str, skipped: &mut Vec<Skipped>) -> Option<Vec<Value>> {
+    let list = match value {
+        Value::Array(p) => Some(p.clone()),
+        Value::String(s) => match serde_json::from_str(s) {
+            Ok(Value::Array(p)) => Some(p),
+            _ => None,
+        },
+        _ => None,
+    };
+    if list.is_none() {
+        skipped.push(Skipped::new(field, "not a JSON Patch list"));
+    }
+    list
+}
+
 fn set_default(template: &mut Value, variable: &str, value: Value) {
     if let Some(Value::Object(prop)) = template
         .get_mut("variables")
@@ -428,19 +449,8 @@ fn set_default(template: &mut Value, variable: &str, value: Value) {
 /// template's `job_manifest`, the same document the Kubernetes worker renders.
 fn apply_job_customizations(template: &mut Value, value: &Value, skipped: &mut Vec<Skipped>) {
     let field = "customizations";
-    let patches: Vec<Value> = match value {
-        Value::Array(p) => p.clone(),
-        Value::String(s) => match serde_json::from_str(s) {
-            Ok(Value::Array(p)) => p,
-            _ => {
-                skipped.push(Skipped::new(field, "not a JSON Patch list"));
-                return;
-            }
-        },
-        _ => {
-            skipped.push(Skipped::new(field, "not a JSON Patch list"));
-            return;
-        }
+    let Some(patches) = patch_list(value, field, skipped) else {
+        return;
     };
     let Some(manifest) = template.pointer_mut("/job_configuration/job_manifest") else {
         return;
@@ -465,19 +475,8 @@ fn apply_job_customizations(template: &mut Value, value: &Value, skipped: &mut V
 /// network settings come from the variable the worker reads.
 fn apply_customizations(template: &mut Value, value: &Value, skipped: &mut Vec<Skipped>) {
     let field = "task_customizations";
-    let patches: Vec<Value> = match value {
-        Value::Array(p) => p.clone(),
-        Value::String(s) => match serde_json::from_str(s) {
-            Ok(Value::Array(p)) => p,
-            _ => {
-                skipped.push(Skipped::new(field, "not a JSON Patch list"));
-                return;
-            }
-        },
-        _ => {
-            skipped.push(Skipped::new(field, "not a JSON Patch list"));
-            return;
-        }
+    let Some(patches) = patch_list(value, field, skipped) else {
+        return;
     };
     let is_network = |p: &Value| {
         p.get("path")
