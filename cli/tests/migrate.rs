@@ -15,10 +15,50 @@ fn data(name: &str) -> String {
         .to_string()
 }
 
+/// Saves an aws-credentials block document on `server`; its id.
+fn save_aws_credentials(server: &Server) -> String {
+    let t = server.api(
+        "POST",
+        "/block_types/",
+        &json!({"name": "AWS Credentials", "slug": "aws-credentials"}),
+    );
+    let fields = json!({"title": "AwsCredentials", "type": "object",
+                        "properties": {"region_name": {"type": "string"}}});
+    let schema = server.api(
+        "POST",
+        "/block_schemas/",
+        &json!({"fields": fields, "block_type_id": t["id"], "capabilities": []}),
+    );
+    let doc = server.api(
+        "POST",
+        "/block_documents/",
+        &json!({"name": "prod-aws", "data": {"region_name": "eu-west-1"},
+                "block_type_id": t["id"], "block_schema_id": schema["id"]}),
+    );
+    doc["id"].as_str().expect("id").to_owned()
+}
+
 #[test]
 fn infra_block_creates_the_pool_with_the_block_defaults() {
     let server = Server::ready();
+    // The block's credentials are a saved document this server does not have: refused.
     let (code, out, err) = server.sluice(&["migrate", "infra-block", &data("ecs-task.json")]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("block document 5c0ffee0-1111-4222-8333-444455556666")
+            && err.contains("does not have"),
+        "{err}"
+    );
+    // With the credentials saved here, the same block (naming the new id) migrates.
+    let id = save_aws_credentials(&server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let block = dir.path().join("ecs-task.json");
+    let text = std::fs::read_to_string(data("ecs-task.json"))
+        .expect("read")
+        .replace("5c0ffee0-1111-4222-8333-444455556666", &id);
+    std::fs::write(&block, text).expect("write");
+    let block = block.display().to_string();
+    let (code, out, err) = server.sluice(&["migrate", "infra-block", &block]);
     assert_eq!(code, 0, "stdout {out} stderr {err}");
     assert!(out.contains("Created work pool \"prod-ecs\""), "{out}");
     assert!(
@@ -34,7 +74,7 @@ fn infra_block_creates_the_pool_with_the_block_defaults() {
     assert_eq!(props["cpu"]["default"], json!(2048));
     assert_eq!(
         props["aws_credentials"]["default"],
-        json!({"$ref": {"block_document_id": "5c0ffee0-1111-4222-8333-444455556666"}})
+        json!({"$ref": {"block_document_id": id}})
     );
     // The inner awsvpc object, which the ECS worker wraps again.
     assert_eq!(

@@ -77,6 +77,23 @@ pub async fn run(api: &ApiArgs, command: MigrateCommand) -> anyhow::Result<()> {
                 eprintln!("skipped {}: {}", s.field, s.reason);
             }
             let ctx = api.context()?;
+            // A default that refers to a saved block must find it on this server: a pool whose
+            // runs would fail to load their credentials is refused here, not at run time.
+            for id in sluice_deploy::import::block_refs(&body) {
+                let path = format!("block_documents/{}", sluice_client::encode(&id));
+                let found = ctx
+                    .client
+                    .get_optional(&path)
+                    .await
+                    .map_err(failed(format!("reading block document {id}")))?;
+                if found.is_none() {
+                    anyhow::bail!(
+                        "{}: the block refers to block document {id}, which this server does not have; \
+                         save that block here first (or import it with `sluice import --from`)",
+                        block.display()
+                    );
+                }
+            }
             let created = match ctx.client.create_pool(&body).await {
                 Ok(created) => created,
                 Err(e) if e.status() == Some(409) => {
