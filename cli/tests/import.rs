@@ -115,6 +115,34 @@ asyncio.run(main())
 asyncio.run(ref_pool(secret_id))
 "#;
 
+/// A pool whose template loses a variable after a deployment was saved with it.
+const DRIFT: &str = r#"
+import asyncio
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+
+def template(with_extra):
+    props = {"command": {"type": "string"}}
+    config = {"command": "{{ command }}"}
+    if with_extra:
+        props["extra"] = {"type": "string"}
+        config["extra"] = "{{ extra }}"
+    return {"job_configuration": config, "variables": {"type": "object", "properties": props}}
+
+
+async def main():
+    async with get_client() as c:
+        await c.create_work_pool(WorkPoolCreate(name="drift-pool", type="process", base_job_template=template(True)))
+        flow_id = await c.create_flow_from_name("src-flow")
+        await c.create_deployment(flow_id=flow_id, name="drifted", work_pool_name="drift-pool",
+                                  entrypoint="flows.py:etl", job_variables={"extra": "x"})
+        await c.update_work_pool("drift-pool", WorkPoolUpdate(base_job_template=template(False)))
+
+
+asyncio.run(main())
+"#;
+
 fn import(server: &Server, args: &[&str]) -> (i32, String, String) {
     let mut all = vec!["import"];
     all.extend(args);
@@ -253,6 +281,48 @@ fn a_prefect_server_comes_over_once_whole() {
     assert_eq!(
         other.api("POST", "/variables/filter", &json!({})),
         json!([])
+    );
+
+    // A source that drifted: a deployment whose job variable its pool no longer declares
+    // (Prefect checks job variables when a deployment is saved, not when its pool changes
+    // later). Sluice refuses that deployment at the end, and every write before it is undone.
+    let script = home.path().join("drift.py");
+    std::fs::write(&script, DRIFT).expect("drift");
+    let out = prefect_command(&venv.join("bin/python"), home.path(), &prefect.api)
+        .arg(&script)
+        .output()
+        .expect("drift");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let third = Server::ready();
+    let (code, out, err) = import(&third, &from);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("importing deployment src-flow/drifted failed")
+            && err.contains("were undone")
+            && err.contains("nothing of this import is left"),
+        "{err}"
+    );
+    for (path, body) in [
+        ("/variables/filter", json!({})),
+        ("/work_pools/filter", json!({})),
+        ("/flows/filter", json!({})),
+        ("/deployments/filter", json!({})),
+        ("/v2/concurrency_limits/filter", json!({})),
+    ] {
+        assert_eq!(
+            third.api("POST", path, &body),
+            json!([]),
+            "{path} after the undo"
+        );
+    }
+    let docs = third.api("POST", "/block_documents/filter", &json!({}));
+    assert!(
+        !docs.to_string().contains("src-secret"),
+        "the secret was undone too: {docs}"
     );
 
     // An unreachable source, and one that wants a key.
