@@ -177,9 +177,19 @@ fn collect_placeholders(template: &Value, found: &mut Vec<Placeholder>) {
 /// One segment of a lookup path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key<'a> {
-    /// The segment parses as a Python `int`; `None` when it is too large to be an index.
-    Int(Option<i64>),
+    /// The segment parses as a Python `int` (`None` when it is too large to be an index); the
+    /// text is kept, since a mapping is looked up by the text first.
+    Int(Option<i64>, &'a str),
     Str(&'a str),
+}
+
+impl<'a> Key<'a> {
+    /// The segment as written.
+    fn text(self) -> &'a str {
+        match self {
+            Key::Int(_, text) | Key::Str(text) => text,
+        }
+    }
 }
 
 /// The first code point of each run of ten Unicode decimal digits (category Nd), which Python's
@@ -235,7 +245,7 @@ fn python_int(segment: &str) -> Option<Option<i64>> {
 /// Splits a path already passed through [`normalized_path`].
 fn parse_path(path: &str) -> Vec<Key<'_>> {
     path.split('.')
-        .map(|segment| python_int(segment).map_or(Key::Str(segment), Key::Int))
+        .map(|segment| python_int(segment).map_or(Key::Str(segment), |i| Key::Int(i, segment)))
         .collect()
 }
 
@@ -258,11 +268,14 @@ fn py_index(index: i64, len: usize) -> Option<usize> {
 fn lookup_keys(mut current: &Value, keys: &[Key<'_>]) -> Option<Value> {
     for (position, key) in keys.iter().enumerate() {
         match (current, *key) {
-            (Value::Object(map), Key::Str(k)) => current = map.get(k)?,
-            (Value::Array(items), Key::Int(Some(i))) => {
+            // Prefect 3.9 looks a numeric segment up in a mapping by its text first
+            // (`years.2026`); its fallback to the integer key never matches a JSON object's
+            // string keys.
+            (Value::Object(map), k) => current = map.get(k.text())?,
+            (Value::Array(items), Key::Int(Some(i), _)) => {
                 current = items.get(py_index(i, items.len())?)?
             }
-            (Value::String(s), Key::Int(Some(i))) => {
+            (Value::String(s), Key::Int(Some(i), _)) => {
                 // Python strings are sequences of code points, so `"abc"[1]` is `"b"`.
                 let chars: Vec<char> = s.chars().collect();
                 let c = chars.get(py_index(i, chars.len())?)?;
@@ -291,9 +304,8 @@ pub fn lookup_in_map(values: &Map<String, Value>, path: &str) -> Option<Value> {
     let path = normalized_path(path);
     let keys = parse_path(&path);
     match keys.split_first() {
-        Some((Key::Str(first), rest)) => lookup_keys(values.get(*first)?, rest),
-        // An integer key never matches the string keys of a JSON object.
-        _ => None,
+        Some((first, rest)) => lookup_keys(values.get(first.text())?, rest),
+        None => None,
     }
 }
 
@@ -605,11 +617,16 @@ pub fn apply_values_opt(
     match template {
         Value::Null | Value::Bool(_) | Value::Number(_) => Some(template.clone()),
         Value::String(s) => apply_to_str(s, values, opts),
+        // Prefect 3.9 treats list items as dict values: a missing one is dropped only with
+        // `remove_notset`, and kept as written otherwise (older Prefect always dropped it).
         Value::Array(items) => Some(Value::Array(
-            // Missing list items are always dropped, whatever `remove_notset` says.
             items
                 .iter()
-                .filter_map(|item| apply_values_opt(item, values, opts))
+                .filter_map(|item| match apply_values_opt(item, values, opts) {
+                    Some(applied) => Some(applied),
+                    None if !opts.remove_notset => Some(item.clone()),
+                    None => None,
+                })
                 .collect(),
         )),
         Value::Object(map) => {
@@ -1280,7 +1297,10 @@ mod tests {
             ("a.b.c._1", None),
             ("a.b.c.1_", None),
             ("a.b.c.x", None),
-            ("a.1", None),
+            // A mapping is looked up by the segment's text first (Prefect 3.9's
+            // `get_from_dict`); `01` names no key.
+            ("a.1", Some(json!("digit key"))),
+            ("a.01", None),
             ("a.", Some(json!("empty key"))),
             (
                 "a]",
@@ -1294,7 +1314,7 @@ mod tests {
             ("s.x", None),
             ("n", Some(Value::Null)),
             ("n.x", None),
-            ("m.1_0", None),
+            ("m.1_0", Some(json!("u"))),
             ("missing", None),
             ("", None),
         ];
@@ -1304,7 +1324,10 @@ mod tests {
         let map = values(root);
         assert_eq!(lookup_in_map(&map, "people[0].name"), Some(json!("Arthur")));
         assert_eq!(lookup_in_map(&map, "0"), None);
-        assert_eq!(lookup_in_map(&values(json!({"1": "x"})), "1"), None);
+        assert_eq!(
+            lookup_in_map(&values(json!({"1": "x"})), "1"),
+            Some(json!("x"))
+        );
     }
 
     #[test]
@@ -1501,8 +1524,8 @@ mod tests {
                 "name": "Bob {{last_name}}",
                 "whole": "{{ last_name }}",
                 "age": 30,
-                // List items are dropped whatever `remove_notset` says.
-                "list": [30],
+                // Prefect 3.9 keeps a missing list item as written, as it keeps a dict value.
+                "list": ["{{ missing }}", 30],
                 "env": "{{ $NOPE }}"
             })
         );
