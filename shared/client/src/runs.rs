@@ -34,21 +34,9 @@ impl Client {
     /// # Errors
     /// A key that cannot be an HTTP header value, or a TLS backend that fails to initialise.
     pub fn with_api_key(base_url: &str, api_key: Option<&str>) -> Result<Client, String> {
-        crate::check_api_url(base_url)?;
-        let mut builder = reqwest::Client::builder();
-        if let Some(key) = api_key {
-            let mut headers = reqwest::header::HeaderMap::new();
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|e| format!("invalid API key: {e}"))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-            builder = builder.default_headers(headers);
-        }
-        let http = builder.build().map_err(|e| e.to_string())?;
-        Ok(Client {
-            base: base_url.trim_end_matches('/').to_owned(),
-            http,
-        })
+        let header = api_key.map(|key| format!("Bearer {key}"));
+        Client::with_authorization(base_url, header.as_deref())
+            .map_err(|e| e.replace("invalid credentials", "invalid API key"))
     }
 
     /// A client that sends `authorization` (a whole `Authorization` header value, e.g.

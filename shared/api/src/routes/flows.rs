@@ -184,7 +184,9 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<FlowFilter> {
         ));
     }
     let mut filter = flow_filter(body.get("flows"))?;
-    let keep = |filter: &mut FlowFilter, ids: Vec<Id>| {
+    let keep = |filter: &mut FlowFilter, mut ids: Vec<Id>| {
+        ids.sort();
+        ids.dedup();
         filter.ids = Some(match filter.ids.take() {
             Some(mine) => mine.into_iter().filter(|i| ids.contains(i)).collect(),
             None => ids,
@@ -196,7 +198,7 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<FlowFilter> {
             run_query(&serde_json::json!({ "flow_runs": runs }))?,
         )
         .await?;
-        let mut ids: Vec<Id> = app
+        let ids: Vec<Id> = app
             .services
             .store
             .list_flow_runs(&q.filter, FlowRunSort::IdDesc, None, 0)
@@ -204,13 +206,11 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<FlowFilter> {
             .into_iter()
             .map(|r| r.flow_id)
             .collect();
-        ids.sort();
-        ids.dedup();
         keep(&mut filter, ids);
     }
     if let Some(deployments) = body.get("deployments").filter(|v| !v.is_null()) {
         let f = deployment_filter(Some(deployments))?;
-        let mut ids: Vec<Id> = app
+        let ids: Vec<Id> = app
             .services
             .store
             .list_deployments(&f, None, 0)
@@ -218,8 +218,6 @@ async fn resolve_filter(app: &AppState, body: &Value) -> ApiResult<FlowFilter> {
             .into_iter()
             .map(|d| d.flow_id)
             .collect();
-        ids.sort();
-        ids.dedup();
         keep(&mut filter, ids);
     }
     Ok(filter)
