@@ -268,6 +268,55 @@ fn a_prefect_server_comes_over_once_whole() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("0 created, 0 updated,"), "{out}");
 
+    // A selection by kind and by name brings that and what it needs, nothing else.
+    let picked = Server::ready();
+    let (code, out, err) = import(
+        &picked,
+        &[
+            from[0],
+            from[1],
+            "--only",
+            "variables,work-pools:src-*,deployments:src-flow/nightly",
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    for line in [
+        "created: variable src_var",
+        "created: work pool src-pool",
+        "created: work queue src-pool/hi",
+        "created: flow src-flow",
+        "created: deployment src-flow/nightly",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    assert!(out.starts_with("6 created, 0 updated,"), "{out}");
+    let pools = picked.api("POST", "/work_pools/filter", &json!({}));
+    assert_eq!(pools.as_array().map(Vec::len), Some(1), "{pools}");
+    assert_eq!(
+        picked.api("POST", "/v2/concurrency_limits/filter", &json!({})),
+        json!([])
+    );
+    // A name the source does not have is an error, and nothing is written.
+    let empty = Server::ready();
+    let (code, _, err) = import(
+        &empty,
+        &[
+            from[0],
+            from[1],
+            "--only",
+            "variables,deployments:src-flow/daily",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("deployments:src-flow/daily") && err.contains("nothing of that name"),
+        "{err}"
+    );
+    assert_eq!(
+        empty.api("POST", "/variables/filter", &json!({})),
+        json!([])
+    );
+
     // A target whose pool of that name is of another type: nothing is written at all.
     let other = Server::ready();
     let (code, _, err) = other.sluice(&["work-pool", "create", "src-pool", "--type", "ecs"]);
@@ -377,6 +426,7 @@ from prefect.deployments import Deployment
 from prefect.filesystems import GitHub, LocalFileSystem, RemoteFileSystem
 from prefect.infrastructure import DockerContainer, KubernetesJob, Process
 from prefect.server.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+from prefect_aws.credentials import AwsCredentials
 from prefect_aws.ecs import ECSTask
 from prefect_aws.s3 import S3Bucket
 
@@ -386,6 +436,9 @@ KubernetesJob(namespace="flows", image="acme/flows:1", image_pull_policy="Always
 DockerContainer(image="acme/flows:1", image_pull_policy="IF_NOT_PRESENT").save("docker", overwrite=True)
 GitHub(repository="https://github.com/acme/flows.git", reference="main").save("gh", overwrite=True)
 S3Bucket(bucket_name="acme", bucket_folder="prod").save("bucket", overwrite=True)
+AwsCredentials(region_name="eu-west-1").save("creds", overwrite=True)
+S3Bucket(bucket_name="acme2", credentials=AwsCredentials.load("creds")).save("bucket2", overwrite=True)
+print("s3-bucket checksum", S3Bucket._calculate_schema_checksum())
 RemoteFileSystem(basepath="s3://acme/flows").save("remote", overwrite=True)
 LocalFileSystem(basepath=os.getcwd()).save("here", overwrite=True)
 
@@ -435,9 +488,40 @@ fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    let seeded = String::from_utf8_lossy(&out.stdout).to_string();
+    let client_checksum = seeded
+        .lines()
+        .find_map(|l| l.strip_prefix("s3-bucket checksum "))
+        .unwrap_or_else(|| panic!("no checksum in {seeded}"))
+        .to_owned();
+
     let sluice = Server::ready();
     let (code, out, err) = import(&sluice, &["--from", prefect.api.as_str()]);
     assert_eq!(code, 0, "{err}\n{out}");
+    // A nested block saved on its own stays a reference to the imported copy of it, so a
+    // change to the credentials reaches the bucket, as on the source.
+    let bucket = sluice.api(
+        "GET",
+        "/block_types/slug/s3-bucket/block_documents/name/bucket2?include_secrets=true",
+        &Value::Null,
+    );
+    assert_eq!(
+        bucket["data"]["credentials"]["region_name"], "eu-west-1",
+        "{bucket}"
+    );
+    assert_eq!(
+        bucket["block_document_references"]["credentials"]["block_document"]["name"], "creds",
+        "{bucket}"
+    );
+    // The bucket's schema has the checksum Prefect's client computes for S3Bucket, though
+    // the source answers its references in another order.
+    let schema = sluice.api(
+        "GET",
+        &format!("/block_schemas/checksum/{client_checksum}"),
+        &Value::Null,
+    );
+    assert_eq!(schema["block_type"]["slug"], "s3-bucket", "{schema}");
+    assert_eq!(bucket["block_schema"]["checksum"], client_checksum.as_str());
     for line in [
         "created: work pool local-process",
         "created: work pool prod-ecs",

@@ -16,7 +16,10 @@ use base64::Engine;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use sluice_client::{Client, ClientError, encode};
-use sluice_deploy::import::{Item, Kind, Skip, Source, block_refs, plan, remap_block_refs};
+use sluice_deploy::import::{
+    Item, Kind, Selector, Skip, Source, block_refs, data_with_references, plan, remap_block_refs,
+    select,
+};
 
 use super::ApiArgs;
 
@@ -36,8 +39,9 @@ pub struct ImportArgs {
         conflicts_with = "from_api_key"
     )]
     from_auth_string: Option<String>,
-    /// Only these kinds, comma-separated: blocks, variables, concurrency-limits, work-pools,
-    /// flows, deployments.
+    /// Only these, comma-separated: a kind (blocks, variables, concurrency-limits, work-pools,
+    /// flows, deployments) or a kind and a name, `*` matching any run of characters
+    /// (`deployments:etl/*`, `work-pools:prod`, `blocks:secret/db-password`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Read and check everything, say what would be written, write nothing.
@@ -60,17 +64,12 @@ enum Action {
 }
 
 pub async fn run(api: &ApiArgs, args: ImportArgs) -> anyhow::Result<()> {
-    let kinds: Option<Vec<Kind>> = if args.only.is_empty() {
-        None
-    } else {
-        let mut all = Vec::new();
-        for name in &args.only {
-            all.extend(Kind::parse(name.trim()).ok_or_else(|| {
-                anyhow!("--only {name:?}: expected blocks, variables, concurrency-limits, work-pools, flows or deployments")
-            })?);
-        }
-        Some(all)
-    };
+    let selectors = args
+        .only
+        .iter()
+        .map(|t| Selector::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!(e))?;
     let auth = match (&args.from_api_key, &args.from_auth_string) {
         (Some(key), _) => Some(format!("Bearer {key}")),
         (_, Some(auth)) => Some(format!(
@@ -84,10 +83,8 @@ pub async fn run(api: &ApiArgs, args: ImportArgs) -> anyhow::Result<()> {
     let target = api.context()?.client;
 
     let snapshot = read_source(&source, &args.from).await?;
-    let (mut items, skips) = plan(&snapshot);
-    if let Some(kinds) = &kinds {
-        items.retain(|i| kinds.contains(&i.kind));
-    }
+    let (items, skips) = plan(&snapshot);
+    let items = select(items, &selectors).map_err(|e| anyhow!(e))?;
     let mut documents: HashMap<String, String> = HashMap::new();
     let decisions = decide(&target, &items, &mut documents).await?;
 
@@ -349,7 +346,10 @@ async fn decide(
         // Templates and job variables name saved blocks by the source's ids: each must be a
         // block document this import brings (then it is renamed to the target's id) or one
         // the target already has under that id.
-        if matches!(item.kind, Kind::WorkPool | Kind::Deployment) {
+        if matches!(
+            item.kind,
+            Kind::WorkPool | Kind::Deployment | Kind::BlockDocument
+        ) {
             for id in block_refs(&item.body) {
                 let known = imported_documents.contains(&id.as_str())
                     || target
@@ -370,13 +370,19 @@ async fn decide(
         remap_block_refs(&mut item.body, documents);
         let item = &item;
         let path = target_path(item);
-        let existing = target.get_optional(&path).await.map_err(|e| {
+        let mut existing = target.get_optional(&path).await.map_err(|e| {
             anyhow!(
                 "cannot read {} {} on the target: {e}",
                 item.kind.name(),
                 item.key
             )
         })?;
+        // Compared (and put back) as stored: references as references, not filled in.
+        if item.kind == Kind::BlockDocument
+            && let Some(e) = existing.as_mut()
+        {
+            e["data"] = data_with_references(e).0;
+        }
         if item.kind == Kind::BlockDocument
             && let (Some(e), Some(src)) = (
                 &existing,
@@ -560,17 +566,7 @@ async fn write(
         }
         Kind::BlockDocument => {
             let slug = text("block_type_slug");
-            let schema = target
-                .post_json(
-                    "block_schemas/filter",
-                    &json!({"block_schemas": {"block_type_id": {"any_": [id_of(target, &format!("block_types/slug/{}", encode(&slug))).await?]}}}),
-                )
-                .await?;
-            let schema_id = schema
-                .get(0)
-                .and_then(|s| s.get("id"))
-                .cloned()
-                .ok_or_else(|| anyhow!("the target has no schema for block type {slug}"))?;
+            let schema_id = document_schema(target, b, &slug).await?;
             if let Action::Update { .. } = action {
                 let existing = target
                     .get_optional(&target_path(item))
@@ -683,6 +679,34 @@ async fn write(
             Ok(created.then(|| format!("deployments/{}", made["id"].as_str().unwrap_or_default())))
         }
     }
+}
+
+/// The target's id of a document's schema: the one imported for it (by checksum and
+/// version), else the type's newest.
+async fn document_schema(target: &Client, body: &Value, slug: &str) -> anyhow::Result<Value> {
+    if let Some(checksum) = body.get("schema_checksum").and_then(Value::as_str) {
+        let mut path = format!("block_schemas/checksum/{}", encode(checksum));
+        if let Some(version) = body.get("schema_version").and_then(Value::as_str) {
+            path.push_str(&format!("?version={}", encode(version)));
+        }
+        if let Some(schema) = target.get_optional(&path).await?
+            && let Some(id) = schema.get("id")
+        {
+            return Ok(id.clone());
+        }
+    }
+    let type_id = id_of(target, &format!("block_types/slug/{}", encode(slug))).await?;
+    let schemas = target
+        .post_json(
+            "block_schemas/filter",
+            &json!({"block_schemas": {"block_type_id": {"any_": [type_id]}}}),
+        )
+        .await?;
+    schemas
+        .get(0)
+        .and_then(|s| s.get("id"))
+        .cloned()
+        .ok_or_else(|| anyhow!("the target has no schema for block type {slug}"))
 }
 
 /// Undoes `done`, newest first; says what could not be undone.

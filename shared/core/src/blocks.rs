@@ -64,31 +64,28 @@ fn refs(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Keeps the definitions reached from the schema (through other kept definitions too) that are
-/// neither blocks nor empty; drops `definitions` when none is left.
+/// Keeps the definitions that something in the schema refers to (the definitions included,
+/// blocks' among them: a nested block's own models count) and that are neither blocks nor
+/// empty; drops `definitions` when none is left. This is Prefect's rule: a narrower one gives
+/// a nested block type (S3Bucket, whose AwsCredentials refers to AwsClientParameters) another
+/// checksum than its client computes.
 fn prune_definitions(fields: &mut Value) {
+    let mut referred = Vec::new();
+    refs(fields, &mut referred);
     let Some(map) = fields.as_object_mut() else {
         return;
     };
     let Some(Value::Object(definitions)) = map.remove("definitions") else {
         return;
     };
-    let keep_def = |d: &Value| {
-        d.as_object()
-            .is_some_and(|o| !o.is_empty() && !o.contains_key("block_type_slug"))
-    };
-    let mut pending = Vec::new();
-    refs(&Value::Object(map.clone()), &mut pending);
-    let mut kept = Map::new();
-    while let Some(name) = pending.pop() {
-        if kept.contains_key(&name) {
-            continue;
-        }
-        if let Some(d) = definitions.get(&name).filter(|d| keep_def(d)) {
-            refs(d, &mut pending);
-            kept.insert(name, d.clone());
-        }
-    }
+    let kept: Map<String, Value> = definitions
+        .into_iter()
+        .filter(|(name, d)| {
+            referred.contains(name)
+                && d.as_object()
+                    .is_some_and(|o| !o.is_empty() && !o.contains_key("block_type_slug"))
+        })
+        .collect();
     if !kept.is_empty() {
         map.insert("definitions".to_owned(), Value::Object(kept));
     }
@@ -342,6 +339,43 @@ mod tests {
         assert_ne!(schema_checksum(&base), schema_checksum(&changed));
         assert!(schema_checksum(&base).starts_with("sha256:"));
         assert_eq!(schema_checksum(&base).len(), "sha256:".len() + 64);
+    }
+
+    /// A block whose field takes one of two block types, one of which refers to a plain model:
+    /// its schema and checksum as Prefect 3.9.1's client computes them
+    /// (`Outer.model_json_schema()`, `Outer._calculate_schema_checksum()`). `Params` is only
+    /// referred to from inside the `InnerCreds` block definition, and still counts.
+    #[test]
+    fn a_nested_block_schema_has_the_clients_checksum() {
+        let fields = json!({
+            "block_schema_references": {"creds": [
+                {"block_schema_checksum": "sha256:590b41dcdd48830750cac00670bfb11354e505b25355082aa93901ac2569ff5c", "block_type_slug": "othercreds"},
+                {"block_schema_checksum": "sha256:ea54c2adf4a38b0f78d55b7c812c1a205bd241622234cc09e027a4722a73073a", "block_type_slug": "innercreds"}
+            ]},
+            "block_type_slug": "outer",
+            "properties": {
+                "creds": {"anyOf": [{"$ref": "#/definitions/OtherCreds"}, {"$ref": "#/definitions/InnerCreds"}], "title": "Creds", "position": 0},
+                "name": {"default": "n", "title": "Name", "type": "string", "position": 1}
+            },
+            "required": ["creds"], "secret_fields": [], "title": "Outer", "type": "object",
+            "definitions": {
+                "InnerCreds": {"block_schema_references": {}, "block_type_slug": "innercreds",
+                    "properties": {
+                        "params": {"$ref": "#/definitions/Params", "default": {"retries": 3}, "position": 0},
+                        "token": {"default": "x", "title": "Token", "type": "string", "position": 1}
+                    },
+                    "secret_fields": [], "title": "InnerCreds", "type": "object"},
+                "OtherCreds": {"block_schema_references": {}, "block_type_slug": "othercreds",
+                    "properties": {"key": {"default": "k", "title": "Key", "type": "string", "position": 0}},
+                    "secret_fields": [], "title": "OtherCreds", "type": "object"},
+                "Params": {"properties": {"retries": {"default": 3, "title": "Retries", "type": "integer"}},
+                    "title": "Params", "type": "object"}
+            }
+        });
+        assert_eq!(
+            schema_checksum(&fields),
+            "sha256:e333847b810ca1d2ee406c39210857b324d091a9359e5982af06b6a20e99e517"
+        );
     }
 
     #[test]

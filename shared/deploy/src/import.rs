@@ -51,6 +51,7 @@ impl Kind {
     }
 
     /// The names `--only` takes.
+    #[must_use]
     pub fn parse(s: &str) -> Option<Vec<Kind>> {
         Some(match s {
             "blocks" => vec![Kind::BlockType, Kind::BlockSchema, Kind::BlockDocument],
@@ -62,6 +63,139 @@ impl Kind {
             _ => return None,
         })
     }
+}
+
+/// One `--only` entry: a kind (`deployments`), or a kind and a name pattern
+/// (`deployments:etl/*`, `work-pools:prod`), `*` standing for any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    text: String,
+    kinds: Vec<Kind>,
+    pattern: Option<String>,
+}
+
+const KIND_NAMES: &str = "blocks, variables, concurrency-limits, work-pools, flows or deployments";
+
+impl Selector {
+    /// Parses one `--only` entry.
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        let text = text.trim();
+        let (kind, pattern) = match text.split_once(':') {
+            Some((k, p)) if !p.is_empty() => (k, Some(p.to_owned())),
+            Some(_) => {
+                return Err(format!(
+                    "--only {text:?}: a name is missing after the colon"
+                ));
+            }
+            None => (text, None),
+        };
+        let kinds = Kind::parse(kind).ok_or_else(|| {
+            format!("--only {text:?}: {kind:?} is not a kind; expected {KIND_NAMES}")
+        })?;
+        Ok(Selector {
+            text: text.to_owned(),
+            kinds,
+            pattern,
+        })
+    }
+
+    /// The name an item is matched by: a document's `slug/name`, a queue's pool, a
+    /// deployment's `flow/name`; catalog entries and flows go with what they serve.
+    fn matches(&self, item: &Item) -> bool {
+        if !self.kinds.contains(&item.kind) {
+            return false;
+        }
+        let Some(pattern) = &self.pattern else {
+            return true;
+        };
+        let name = match item.kind {
+            Kind::WorkQueue => item
+                .key
+                .split_once('/')
+                .map_or(item.key.as_str(), |(p, _)| p),
+            _ => item.key.as_str(),
+        };
+        glob_match(pattern, name)
+    }
+}
+
+/// `pattern` against `text`, `*` matching any run of characters (none included). Only `*`:
+/// names hold `/`, `[` and `?` literally, so a full glob syntax would get in the way.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = parts.split_first().expect("split yields one part at least");
+    let Some(mut tail) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return tail.is_empty();
+    };
+    for part in middle {
+        match tail.find(part) {
+            Some(at) => tail = &tail[at + part.len()..],
+            None => return false,
+        }
+    }
+    tail.ends_with(last)
+}
+
+/// The items `--only` selects. What a named selection needs comes along: the block type and
+/// schemas of a selected document, the flow of a selected deployment. A named selector that
+/// matches nothing on the source is an error, so a typo is not a silent no-op.
+pub fn select(items: Vec<Item>, selectors: &[Selector]) -> Result<Vec<Item>, String> {
+    if selectors.is_empty() {
+        return Ok(items);
+    }
+    let mut keep: Vec<bool> = items
+        .iter()
+        .map(|i| selectors.iter().any(|sel| sel.matches(i)))
+        .collect();
+    for sel in selectors.iter().filter(|sel| sel.pattern.is_some()) {
+        // Catalog entries and a deployment's flow are not what such a name is meant for.
+        let primary = |kind: Kind| match kind {
+            Kind::BlockType | Kind::BlockSchema => false,
+            Kind::Flow => sel.kinds == [Kind::Flow],
+            _ => true,
+        };
+        if !items.iter().any(|i| primary(i.kind) && sel.matches(i)) {
+            return Err(format!(
+                "--only {}: the source has nothing of that name (block documents are named type-slug/name, deployments flow/name, queues by their pool's name)",
+                sel.text
+            ));
+        }
+    }
+    // What selected documents and deployments need.
+    let mut slugs = Vec::new();
+    let mut flows = Vec::new();
+    for (item, _) in items.iter().zip(&keep).filter(|(_, k)| **k) {
+        match item.kind {
+            Kind::BlockDocument => slugs.push(
+                s(&item.body, "block_type_slug")
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            Kind::Deployment => {
+                flows.push(s(&item.body, "flow_name").unwrap_or_default().to_owned())
+            }
+            _ => {}
+        }
+    }
+    for (item, k) in items.iter().zip(keep.iter_mut()) {
+        let needed = match item.kind {
+            Kind::BlockType => slugs.iter().any(|slug| *slug == item.key),
+            Kind::BlockSchema => slugs
+                .iter()
+                .any(|slug| s(&item.body, "block_type_slug") == Some(slug.as_str())),
+            Kind::Flow => flows.iter().any(|f| *f == item.key),
+            _ => false,
+        };
+        *k = *k || needed;
+    }
+    Ok(items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(i, k)| k.then_some(i))
+        .collect())
 }
 
 /// Something the source holds that is not brought over, and why.
@@ -155,6 +289,9 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
         .iter()
         .filter_map(|t| Some((s(t, "id")?, s(t, "slug")?)))
         .collect();
+    // A source schema's id to its checksum and version on the target, for the documents.
+    let mut schema_keys: std::collections::HashMap<&str, (String, Value)> =
+        std::collections::HashMap::new();
     for sc in &source.block_schemas {
         let Some(slug) = sc
             .get("block_type")
@@ -164,14 +301,36 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
             continue;
         };
         let mut body = pick(sc, &["fields", "capabilities", "version"]);
-        // The target's id of the type is filled in by the caller; the target computes the
-        // checksum itself (the same digest), so it is only the key here.
+        let mut changed = Vec::new();
+        if let Some(fields) = body.get_mut("fields") {
+            client_reference_order(fields);
+            // The target computes the checksum itself from the fields. A schema the source's
+            // own catalog registered may carry one no client computes from its fields.
+            let ours = sluice_core::blocks::schema_checksum(fields);
+            if let Some(id) = s(sc, "id") {
+                schema_keys.insert(
+                    id,
+                    (
+                        ours.clone(),
+                        sc.get("version").cloned().unwrap_or(Value::Null),
+                    ),
+                );
+            }
+            if let Some(theirs) = s(sc, "checksum")
+                && theirs != ours
+            {
+                changed.push(format!(
+                    "its checksum here is {ours}: the source's {theirs} is not the digest of the fields it serves"
+                ));
+            }
+        }
+        // The target's id of the type is filled in by the caller.
         body.insert("block_type_slug".to_owned(), json!(slug));
         items.push(Item {
             kind: Kind::BlockSchema,
             key: format!("{slug}/{}", s(sc, "checksum").unwrap_or("?")),
             body: Value::Object(body),
-            changed: Vec::new(),
+            changed,
         });
     }
     for d in &source.block_documents {
@@ -190,23 +349,28 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
             });
             continue;
         }
-        let mut body = pick(d, &["name", "data", "block_schema_id"]);
+        let mut body = pick(d, &["name"]);
+        let (data, inlined) = data_with_references(d);
+        body.insert("data".to_owned(), data);
+        // Its schema, found on the target by checksum and version (ids differ there).
+        if let Some((checksum, version)) =
+            s(d, "block_schema_id").and_then(|id| schema_keys.get(id))
+        {
+            body.insert("schema_checksum".to_owned(), json!(checksum));
+            body.insert("schema_version".to_owned(), version.clone());
+        }
         body.insert("block_type_slug".to_owned(), json!(slug));
         // Not sent: the id templates and nested blocks on the source refer to it by.
         body.insert(
             "source_id".to_owned(),
             d.get("id").cloned().unwrap_or(Value::Null),
         );
-        let mut changed = Vec::new();
-        if d.get("block_document_references")
-            .and_then(Value::as_object)
-            .is_some_and(|r| !r.is_empty())
-        {
-            changed.push(
-                "nested blocks are stored inline (their data as read), not as references"
-                    .to_owned(),
-            );
-        }
+        let changed = inlined
+            .iter()
+            .map(|field| {
+                format!("{field}: an anonymous nested block, stored inline (its data as read)")
+            })
+            .collect();
         items.push(Item {
             kind: Kind::BlockDocument,
             key: format!("{slug}/{name}"),
@@ -214,6 +378,7 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
             changed,
         });
     }
+    order_documents(&mut items);
     for v in &source.variables {
         let Some(name) = s(v, "name") else { continue };
         items.push(Item {
@@ -410,6 +575,114 @@ pub fn remap_block_refs(value: &mut Value, map: &std::collections::HashMap<Strin
             m.values_mut().for_each(|v| remap_block_refs(v, map));
         }
         Value::Array(items) => items.iter_mut().for_each(|v| remap_block_refs(v, map)),
+        _ => {}
+    }
+}
+
+/// A block document's data as its owner saved it: each field that refers to another named
+/// document back as `{"$ref": {"block_document_id": <id>}}` (a read answers it filled in
+/// with that document's data, and `block_document_references` says which). A reference to
+/// an anonymous document (a nested block saved only as part of this one) stays inline.
+/// Returns the data and the fields kept inline.
+#[must_use]
+pub fn data_with_references(document: &Value) -> (Value, Vec<String>) {
+    let mut data = document.get("data").cloned().unwrap_or_else(|| json!({}));
+    let mut inlined = Vec::new();
+    let references = document
+        .get("block_document_references")
+        .and_then(Value::as_object);
+    for (field, reference) in references.into_iter().flatten() {
+        let referred = reference.get("block_document").unwrap_or(&Value::Null);
+        if referred.get("is_anonymous").and_then(Value::as_bool) == Some(true) {
+            inlined.push(field.clone());
+            continue;
+        }
+        if let (Some(id), Some(map)) = (s(referred, "id"), data.as_object_mut()) {
+            map.insert(field.clone(), json!({"$ref": {"block_document_id": id}}));
+        }
+    }
+    inlined.sort();
+    (data, inlined)
+}
+
+/// The block document items reordered so a document comes after those it refers to (they
+/// must exist when it is written); otherwise in source order. A cycle keeps its order (the
+/// target refuses it, and the import is undone).
+fn order_documents(items: &mut [Item]) {
+    let Some(start) = items.iter().position(|i| i.kind == Kind::BlockDocument) else {
+        return;
+    };
+    let end = start
+        + items[start..]
+            .iter()
+            .take_while(|i| i.kind == Kind::BlockDocument)
+            .count();
+    let mut pending: Vec<Item> = items[start..end].to_vec();
+    let mut placed: Vec<Item> = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let waits_for_pending = |item: &Item| {
+            block_refs(&item.body["data"]).iter().any(|id| {
+                pending.iter().any(|p| {
+                    !std::ptr::eq(p, item)
+                        && p.body.get("source_id").and_then(Value::as_str) == Some(id)
+                })
+            })
+        };
+        let ready = pending
+            .iter()
+            .position(|item| !waits_for_pending(item))
+            .unwrap_or(0);
+        placed.push(pending.remove(ready));
+    }
+    items[start..end].clone_from_slice(&placed);
+}
+
+/// A schema's `block_schema_references` lists (one per field that takes one of several block
+/// types) in the order the field's `anyOf` names those types, which is the order Prefect's
+/// client writes them and so digests them. Prefect's server answers them in its own order,
+/// which would give the target another checksum than the one every client computes.
+pub fn client_reference_order(fields: &mut Value) {
+    let definitions = fields.get("definitions").cloned().unwrap_or(Value::Null);
+    let properties = fields.get("properties").cloned().unwrap_or(Value::Null);
+    let Some(Value::Object(references)) = fields.get_mut("block_schema_references") else {
+        return;
+    };
+    for (field, list) in references.iter_mut() {
+        let Value::Array(list) = list else { continue };
+        let mut names = Vec::new();
+        definition_refs(properties.get(field).unwrap_or(&Value::Null), &mut names);
+        let slugs: Vec<&str> = names
+            .iter()
+            .filter_map(|n| {
+                definitions
+                    .get(n.as_str())
+                    .and_then(|d| s(d, "block_type_slug"))
+            })
+            .collect();
+        list.sort_by_key(|r| {
+            s(r, "block_type_slug")
+                .and_then(|slug| slugs.iter().position(|x| *x == slug))
+                .unwrap_or(usize::MAX)
+        });
+    }
+}
+
+/// `#/definitions/<name>` names `$ref`'d anywhere in `value`, in document order.
+fn definition_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        if let Some(name) = r.strip_prefix("#/definitions/") {
+                            out.push(name.to_owned());
+                        }
+                    }
+                    _ => definition_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| definition_refs(v, out)),
         _ => {}
     }
 }
@@ -655,6 +928,178 @@ fn deployment_body(d: &Value, flow: &str) -> Result<(Value, Vec<String>), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(kind: Kind, key: &str, body: Value) -> Item {
+        Item {
+            kind,
+            key: key.to_owned(),
+            body,
+            changed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_selects_by_kind_and_name_and_brings_what_the_selection_needs() {
+        let items = vec![
+            item(Kind::BlockType, "secret", json!({"slug": "secret"})),
+            item(Kind::BlockType, "s3-bucket", json!({"slug": "s3-bucket"})),
+            item(
+                Kind::BlockSchema,
+                "secret/sha256:a",
+                json!({"block_type_slug": "secret"}),
+            ),
+            item(
+                Kind::BlockSchema,
+                "s3-bucket/sha256:b",
+                json!({"block_type_slug": "s3-bucket"}),
+            ),
+            item(
+                Kind::BlockDocument,
+                "secret/token",
+                json!({"block_type_slug": "secret"}),
+            ),
+            item(
+                Kind::BlockDocument,
+                "s3-bucket/flows",
+                json!({"block_type_slug": "s3-bucket"}),
+            ),
+            item(Kind::Variable, "region", json!({})),
+            item(Kind::WorkPool, "prod", json!({})),
+            item(Kind::WorkQueue, "prod/high", json!({})),
+            item(Kind::WorkPool, "dev", json!({})),
+            item(Kind::Flow, "etl", json!({})),
+            item(Kind::Flow, "report", json!({})),
+            item(Kind::Deployment, "etl/nightly", json!({"flow_name": "etl"})),
+            item(
+                Kind::Deployment,
+                "report/weekly",
+                json!({"flow_name": "report"}),
+            ),
+        ];
+        let keys = |selectors: &[&str]| -> Vec<String> {
+            let selectors: Vec<Selector> = selectors
+                .iter()
+                .map(|t| Selector::parse(t).expect("selector"))
+                .collect();
+            select(items.clone(), &selectors)
+                .expect("selection")
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        assert_eq!(keys(&[]).len(), items.len());
+        assert_eq!(keys(&["variables"]), ["region"]);
+        assert_eq!(keys(&["work-pools:prod"]), ["prod", "prod/high"]);
+        assert_eq!(
+            keys(&["blocks:secret/*"]),
+            ["secret", "secret/sha256:a", "secret/token"]
+        );
+        assert_eq!(keys(&["deployments:*/week*"]), ["report", "report/weekly"]);
+        assert_eq!(keys(&["flows:etl", "variables"]), ["region", "etl"]);
+        let err = select(
+            items.clone(),
+            &[Selector::parse("deployments:etl/daily").expect("ok")],
+        )
+        .expect_err("nothing of that name");
+        assert!(err.contains("deployments:etl/daily"), "{err}");
+        assert!(
+            Selector::parse("pools")
+                .expect_err("not a kind")
+                .contains("work-pools")
+        );
+        assert!(Selector::parse("flows:").is_err());
+    }
+
+    #[test]
+    fn star_matches_any_run_of_characters() {
+        for (pattern, text, hit) in [
+            ("etl/*", "etl/nightly", true),
+            ("etl/*", "etl/", true),
+            ("*", "", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+            ("nightly", "nightly-2", false),
+            ("*ly", "nightly", true),
+            ("a*a", "a", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), hit, "{pattern} ~ {text}");
+        }
+    }
+
+    /// Prefect 2.20.27's read of an S3Bucket saved with a saved AwsCredentials block and of one
+    /// whose credentials were saved with it (anonymous).
+    #[test]
+    fn named_nested_blocks_stay_references_and_are_written_first() {
+        let named = json!({
+            "id": "b2", "name": "bucket2",
+            "data": {"bucket_name": "acme2", "credentials": {"region_name": "eu-west-1"}},
+            "block_document_references": {"credentials": {"block_document": {
+                "id": "c1", "name": "creds", "is_anonymous": false}}}
+        });
+        let (data, inlined) = data_with_references(&named);
+        assert_eq!(
+            data,
+            json!({"bucket_name": "acme2", "credentials": {"$ref": {"block_document_id": "c1"}}})
+        );
+        assert!(inlined.is_empty());
+        let anonymous = json!({
+            "id": "b1", "name": "bucket",
+            "data": {"bucket_name": "acme", "credentials": {"region_name": null}},
+            "block_document_references": {"credentials": {"block_document": {
+                "id": "anon", "name": "anonymous-x", "is_anonymous": true}}}
+        });
+        let (data, inlined) = data_with_references(&anonymous);
+        assert_eq!(data["credentials"], json!({"region_name": null}));
+        assert_eq!(inlined, ["credentials"]);
+
+        let doc = |id: &str, name: &str, slug: &str, refs: Value| {
+            json!({"id": id, "name": name, "block_type": {"slug": slug}, "data": {},
+                   "block_document_references": refs})
+        };
+        let source = Source {
+            block_documents: vec![
+                doc(
+                    "b2",
+                    "bucket2",
+                    "s3-bucket",
+                    json!({"credentials": {"block_document": {"id": "c1", "is_anonymous": false}}}),
+                ),
+                doc("c1", "creds", "aws-credentials", json!({})),
+            ],
+            ..Source::default()
+        };
+        let (items, _) = plan(&source);
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["aws-credentials/creds", "s3-bucket/bucket2"]);
+    }
+
+    /// Prefect's server answers a schema's `block_schema_references` in its own order; the
+    /// client digests them in its field's `anyOf` order (S3Bucket.credentials: MinIO first).
+    #[test]
+    fn schema_references_are_put_in_the_order_the_client_digests() {
+        let mut fields = json!({
+            "properties": {"credentials": {"anyOf": [
+                {"$ref": "#/definitions/MinIOCredentials"},
+                {"$ref": "#/definitions/AwsCredentials"}
+            ]}},
+            "block_schema_references": {"credentials": [
+                {"block_schema_checksum": "sha256:aws", "block_type_slug": "aws-credentials"},
+                {"block_schema_checksum": "sha256:minio", "block_type_slug": "minio-credentials"}
+            ]},
+            "definitions": {
+                "AwsCredentials": {"block_type_slug": "aws-credentials"},
+                "MinIOCredentials": {"block_type_slug": "minio-credentials"}
+            }
+        });
+        client_reference_order(&mut fields);
+        let slugs: Vec<&str> = fields["block_schema_references"]["credentials"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|r| r["block_type_slug"].as_str())
+            .collect();
+        assert_eq!(slugs, ["minio-credentials", "aws-credentials"]);
+    }
 
     #[test]
     fn block_references_are_found_and_remapped() {
