@@ -21,8 +21,9 @@ requirements_of() {
         sam) echo "aws-sam-cli==1.170.0" ;;
         # Prefect's client for the compatibility test; its own virtualenv (SLUICE_TOOLS), as
         # its dependencies are not the other tools' business. prefect-aws: its blocks are
-        # registered and saved by the flow tests.
-        prefect) echo "prefect==3.9.1 prefect-aws==0.7.12" ;;
+        # registered and saved by the flow tests; prefect-docker and prefect-kubernetes: their
+        # stock workers are run against pools migrated from Docker and Kubernetes blocks.
+        prefect) echo "prefect==3.9.1 prefect-aws==0.7.12 prefect-docker==0.7.4 prefect-kubernetes==0.8.0" ;;
         # Prefect 2 (its server and SDK) for the import test from an agent-era server; its own
         # virtualenv, as for prefect. prefect-aws 0.4 is the last line for Prefect 2 (ECSTask,
         # S3Bucket).

@@ -458,6 +458,56 @@ Deployment.build_from_flow(name="local-run", infrastructure=Process.load("local-
 print("seeded")
 "#;
 
+/// The job configuration Prefect's stock Docker and Kubernetes workers build for a run of a
+/// migrated deployment, by the workers' own code (`resolve_for_flow_run`, what a worker calls
+/// before it submits), from the pool and deployment as Sluice serves them.
+const STOCK_CONFIG: &str = r#"
+import asyncio, json, os
+
+from prefect.client.orchestration import get_client
+from prefect_docker.worker import DockerWorker
+from prefect_kubernetes.worker import KubernetesWorker
+
+
+async def configuration(worker, pool_name, deployment):
+    async with get_client() as c:
+        pool = await c.read_work_pool(pool_name)
+        d = await c.read_deployment_by_name(deployment)
+        run = await c.create_flow_run_from_deployment(d.id)
+        config = await worker.job_configuration.resolve_for_flow_run(
+            run, client=c, work_pool=pool, worker_name="check")
+        await c.delete_flow_run(run.id)
+        return config
+
+
+async def main():
+    docker = await configuration(DockerWorker, "docker", "etl/docker-image")
+    k8s = await configuration(KubernetesWorker, "k8s", "etl/k8s-rrule")
+    container = k8s.job_manifest["spec"]["template"]["spec"]["containers"][0]
+    shape = lambda t: {"variables": sorted(t["variables"]["properties"]),
+                       "job_configuration": sorted(t["job_configuration"])}
+    # What Prefect's own server gives `work-pool create --type docker|kubernetes`.
+    import prefect
+    registry = json.load(open(os.path.join(os.path.dirname(prefect.__file__), "server", "api",
+                                           "collections_data", "views",
+                                           "aggregate-worker-metadata.json")))
+    server = lambda collection, kind: shape(registry[collection][kind]["default_base_job_configuration"])
+    print(json.dumps({
+        "templates": {"docker": server("prefect-docker", "docker"),
+                      "kubernetes": server("prefect-kubernetes", "kubernetes")},
+        "worker_templates": {"docker": shape(DockerWorker.get_default_base_job_template()),
+                             "kubernetes": shape(KubernetesWorker.get_default_base_job_template())},
+        "docker": {"image": docker.image, "image_pull_policy": docker.image_pull_policy,
+                   "command": docker.command, "flow_run_env": "PREFECT__FLOW_RUN_ID" in docker.env},
+        "k8s": {"namespace": k8s.namespace, "image": container["image"],
+                "pull": container.get("imagePullPolicy"),
+                "flow_run_env": any(e["name"] == "PREFECT__FLOW_RUN_ID" for e in container["env"])},
+    }))
+
+
+asyncio.run(main())
+"#;
+
 #[test]
 fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
     let Some(venv3) = common::prefect_venv("import_prefect2") else {
@@ -651,4 +701,155 @@ fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
     let run = sluice.api("GET", &format!("/flow_runs/{run_id}"), &Value::Null);
     assert_eq!(run["state_type"], "COMPLETED", "{run}");
     assert_eq!(run["parameters"], json!({"n": 7}));
+
+    stock_workers_serve_the_migrated_pools(&sluice, &venv3, home.path());
+}
+
+/// Prefect's own Docker and Kubernetes workers (prefect-docker, prefect-kubernetes) against
+/// the pools migrated from DockerContainer and KubernetesJob blocks: they build the job the
+/// blocks described, come ONLINE, claim a run and report it as Prefect does when the
+/// infrastructure is out of reach (this machine has no Docker engine and no cluster).
+fn stock_workers_serve_the_migrated_pools(sluice: &Server, venv: &Path, home: &Path) {
+    std::fs::write(home.join("stock_config.py"), STOCK_CONFIG).expect("script");
+    let out = prefect_command(&venv.join("bin/python"), home, &sluice.base)
+        .arg("stock_config.py")
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut config: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // The pools' templates declare what the installed workers' own defaults declare.
+    let mut take = |key: &str| {
+        config
+            .as_object_mut()
+            .and_then(|c| c.remove(key))
+            .unwrap_or_else(|| panic!("{key}"))
+    };
+    let templates = take("templates");
+    let worker_templates = take("worker_templates");
+    for (pool, kind) in [("docker", "docker"), ("k8s", "kubernetes")] {
+        let template = &sluice.json(&["work-pool", "inspect", pool])["base_job_template"];
+        let mut variables: Vec<&String> = template["variables"]["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .collect();
+        variables.sort();
+        let mut job: Vec<&String> = template["job_configuration"]
+            .as_object()
+            .expect("job_configuration")
+            .keys()
+            .collect();
+        job.sort();
+        assert_eq!(
+            json!({"variables": variables, "job_configuration": job}),
+            templates[kind],
+            "{kind}"
+        );
+    }
+    // The worker packages' own defaults are newer than the registry Prefect 3.9.1's server
+    // ships, which Sluice follows (docs/prefect-compatibility.md). This pins the difference,
+    // so the test says when they meet: (only the server's, only the worker's).
+    let names = |t: &Value| -> Vec<String> {
+        t["variables"]
+            .as_array()
+            .expect("names")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    for (kind, only_server, only_worker) in [
+        (
+            "docker",
+            vec!["container_wait_timeout"],
+            vec!["container_create_kwargs"],
+        ),
+        ("kubernetes", vec![], vec!["annotations", "backoff_limit"]),
+    ] {
+        let (server, worker) = (names(&templates[kind]), names(&worker_templates[kind]));
+        let server_only: Vec<&str> = server
+            .iter()
+            .filter(|n| !worker.contains(n))
+            .map(String::as_str)
+            .collect();
+        let worker_only: Vec<&str> = worker
+            .iter()
+            .filter(|n| !server.contains(n))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            (server_only, worker_only),
+            (only_server, only_worker),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        config,
+        json!({
+            "docker": {"image": "acme/flows:1", "image_pull_policy": "IfNotPresent",
+                       "command": "prefect flow-run execute", "flow_run_env": true},
+            "k8s": {"namespace": "flows", "image": "acme/flows:1", "pull": "IfNotPresent",
+                    "flow_run_env": true},
+        })
+    );
+
+    for (pool, kind, deployment, failure) in [
+        (
+            "docker",
+            "docker",
+            "etl/docker-image",
+            "Could not connect to Docker",
+        ),
+        (
+            "k8s",
+            "kubernetes",
+            "etl/k8s-rrule",
+            "Failed to submit flow run to infrastructure",
+        ),
+    ] {
+        let (code, out, err) = sluice.sluice(&["deployment", "run", deployment]);
+        assert_eq!(code, 0, "{err}");
+        let run_id = out
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
+            .find(|w| w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4)
+            .unwrap_or_else(|| panic!("no run id in {out}"))
+            .to_owned();
+        let worker = prefect_command(&venv.join("bin/prefect"), home, &sluice.base)
+            .args([
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--type",
+                kind,
+                "--run-once",
+            ])
+            .args(["--name", &format!("stock-{kind}")])
+            .env("PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_ENABLED", "false")
+            .output()
+            .expect("prefect worker");
+        let log = String::from_utf8_lossy(&worker.stderr).to_string()
+            + &String::from_utf8_lossy(&worker.stdout);
+        assert!(worker.status.success(), "{log}");
+        // The pool was read, not made: the worker kept Sluice's template.
+        assert!(
+            !log.contains(&format!("Work pool '{pool}' created")),
+            "{log}"
+        );
+        let workers = sluice.api(
+            "POST",
+            &format!("/work_pools/{pool}/workers/filter"),
+            &json!({}),
+        );
+        assert_eq!(workers[0]["name"], format!("stock-{kind}"), "{workers}");
+        assert_eq!(workers[0]["status"], "ONLINE", "{workers}");
+        let run = sluice.api("GET", &format!("/flow_runs/{run_id}"), &Value::Null);
+        assert_eq!(run["state_type"], "CRASHED", "{run}\n{log}");
+        let message = run["state"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(failure), "{message}");
+    }
 }

@@ -206,6 +206,7 @@ def uses_blocks():
         "login": Secret.load("db-login").get(),
         "endpoint": [Endpoint.load("api").url, Endpoint.load("api").token.get_secret_value()],
         "checksum": Secret._calculate_schema_checksum(),
+        "s3_bucket_checksum": S3Bucket._calculate_schema_checksum(),
         "basepath": LocalFileSystem.load("scratch").basepath,
         "lake": [lake.bucket_name, lake.credentials.aws_access_key_id,
                  lake.credentials.aws_secret_access_key.get_secret_value()],
@@ -271,6 +272,13 @@ fn blocks_save_and_load(store_args: &[String], venv: &Path) {
         schema["block_type"]["is_protected"], true,
         "installed on start"
     );
+    // So does a schema with nested blocks: S3Bucket's credentials are one of two block types,
+    // and AwsCredentials refers to a model of its own.
+    let s3 = get(
+        &server,
+        "block_types/slug/s3-bucket/block_documents/name/lake",
+    );
+    assert_eq!(s3["block_schema"]["checksum"], loaded["s3_bucket_checksum"]);
     // Read without include_secrets, secret fields are masked.
     let password = get(
         &server,
