@@ -182,11 +182,11 @@ pub fn select(items: Vec<Item>, selectors: &[Selector]) -> Result<Vec<Item>, Str
     }
     for (item, k) in items.iter().zip(keep.iter_mut()) {
         let needed = match item.kind {
-            Kind::BlockType => slugs.iter().any(|slug| *slug == item.key),
+            Kind::BlockType => slugs.contains(&item.key),
             Kind::BlockSchema => slugs
                 .iter()
                 .any(|slug| s(&item.body, "block_type_slug") == Some(slug.as_str())),
-            Kind::Flow => flows.iter().any(|f| *f == item.key),
+            Kind::Flow => flows.contains(&item.key),
             _ => false,
         };
         *k = *k || needed;
