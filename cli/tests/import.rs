@@ -467,22 +467,37 @@ import asyncio, json, os
 from prefect.client.orchestration import get_client
 from prefect_docker.worker import DockerWorker
 from prefect_kubernetes.worker import KubernetesWorker
+from prefect_aws.workers.ecs_worker import ECSWorker
 
 
-async def configuration(worker, pool_name, deployment):
+async def configuration(worker, pool_name, deployment, then=None):
     async with get_client() as c:
         pool = await c.read_work_pool(pool_name)
         d = await c.read_deployment_by_name(deployment)
         run = await c.create_flow_run_from_deployment(d.id)
         config = await worker.job_configuration.resolve_for_flow_run(
             run, client=c, work_pool=pool, worker_name="check")
+        made = then(config, run) if then else config
         await c.delete_flow_run(run.id)
-        return config
+        return made
+
+
+def ecs_request(config, run):
+    # What Prefect's ECS worker registers and sends to RunTask, by its own code.
+    worker = ECSWorker(work_pool_name="prod-ecs")
+    definition = worker._prepare_task_definition(config, region="us-east-1", flow_run=run)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/prefect:1"
+    request = worker._prepare_task_run_request(config, definition, arn, True)
+    return {"definition": definition, "request": request}
 
 
 async def main():
     docker = await configuration(DockerWorker, "docker", "etl/docker-image")
     k8s = await configuration(KubernetesWorker, "k8s", "etl/k8s-rrule")
+    # The ECS worker reads the default VPC's subnets (from the AWS emulator in the tests).
+    ecs = None
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        ecs = await configuration(ECSWorker, "prod-ecs", "etl/ecs-interval", ecs_request)
     container = k8s.job_manifest["spec"]["template"]["spec"]["containers"][0]
     shape = lambda t: {"variables": sorted(t["variables"]["properties"]),
                        "job_configuration": sorted(t["job_configuration"])}
@@ -493,6 +508,7 @@ async def main():
                                            "aggregate-worker-metadata.json")))
     server = lambda collection, kind: shape(registry[collection][kind]["default_base_job_configuration"])
     print(json.dumps({
+        "ecs": ecs,
         "templates": {"docker": server("prefect-docker", "docker"),
                       "kubernetes": server("prefect-kubernetes", "kubernetes")},
         "worker_templates": {"docker": shape(DockerWorker.get_default_base_job_template()),
@@ -730,6 +746,45 @@ fn stock_workers_serve_the_migrated_pools(sluice: &Server, venv: &Path, home: &P
     };
     let templates = take("templates");
     let worker_templates = take("worker_templates");
+    let ecs = take("ecs");
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        // The task definition and RunTask request Prefect's ECS worker makes for the
+        // migrated ECS deployment: the block's cluster, image and memory, the 2.x override's
+        // cpu, the run's identity, subnets of the default VPC (FARGATE's awsvpc).
+        let definition = &ecs["definition"];
+        assert_eq!(
+            definition["containerDefinitions"][0]["image"], "acme/flows:1",
+            "{ecs}"
+        );
+        assert_eq!(
+            (&definition["cpu"], &definition["memory"]),
+            (&json!("512"), &json!("2048"))
+        );
+        let request = &ecs["request"];
+        assert_eq!(request["cluster"], "prod", "{ecs}");
+        assert_eq!(request["launchType"], "FARGATE");
+        let container = &request["overrides"]["containerOverrides"][0];
+        assert_eq!(
+            (&container["cpu"], &container["memory"]),
+            (&json!(512), &json!(2048))
+        );
+        assert!(
+            container["environment"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|v| v["name"] == "PREFECT__FLOW_RUN_ID")),
+            "{ecs}"
+        );
+        assert!(
+            request["networkConfiguration"]["awsvpcConfiguration"]["subnets"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty()),
+            "{ecs}"
+        );
+    } else {
+        eprintln!(
+            "import: the ECS worker's request is not built: AWS_ENDPOINT_URL is not set (infra/test.sh sets it)"
+        );
+    }
     for (pool, kind) in [("docker", "docker"), ("k8s", "kubernetes")] {
         let template = &sluice.json(&["work-pool", "inspect", pool])["base_job_template"];
         let mut variables: Vec<&String> = template["variables"]["properties"]
