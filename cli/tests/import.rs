@@ -87,7 +87,10 @@ async def main():
         await c.create_deployment(
             flow_id=flow_id, name="nightly", work_pool_name="src-pool", work_queue_name="hi",
             entrypoint="flows.py:etl", parameters={"n": 3}, tags=["t"],
-            job_variables={"env": {"A": "1"}},
+            job_variables={"env": {"A": "1"}}, concurrency_limit=2, paused=True,
+            enforce_parameter_schema=True,
+            parameter_openapi_schema={"type": "object", "title": "Parameters",
+                                      "properties": {"n": {"type": "integer", "title": "n", "position": 0}}},
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": "/srv"}}],
             schedules=[
                 {"schedule": CronSchedule(cron="0 3 * * *", timezone="UTC"), "active": True},
@@ -221,6 +224,16 @@ fn a_prefect_server_comes_over_once_whole() {
     assert_eq!(d["parameters"], json!({"n": 3}));
     assert_eq!(d["tags"], json!(["t"]));
     assert_eq!(d["job_variables"], json!({"env": {"A": "1"}}));
+    assert_eq!(d["paused"], true);
+    assert_eq!(d["enforce_parameter_schema"], true);
+    assert_eq!(
+        d["parameter_openapi_schema"]["properties"]["n"]["type"],
+        "integer"
+    );
+    let concurrency = d["global_concurrency_limit"]["limit"]
+        .as_i64()
+        .or_else(|| d["concurrency_limit"].as_i64());
+    assert_eq!(concurrency, Some(2), "{d}");
     assert_eq!(
         d["pull_steps"],
         json!([{"prefect.deployments.steps.set_working_directory": {"directory": "/srv"}}])
@@ -267,6 +280,15 @@ fn a_prefect_server_comes_over_once_whole() {
     let (code, out, err) = import(&sluice, &from);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("0 created, 0 updated,"), "{out}");
+
+    // A change on the source is an update here, and only that.
+    run(&["variable", "set", "src_var", r#"{"a": 2}"#, "--overwrite"]);
+    let (code, out, err) = import(&sluice, &from);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("0 created, 1 updated,"), "{out}");
+    assert!(out.contains("updated: variable src_var"), "{out}");
+    let var = sluice.api("GET", "/variables/name/src_var", &Value::Null);
+    assert_eq!(var["value"], json!({"a": 2}));
 
     // A selection by kind and by name brings that and what it needs, nothing else.
     let picked = Server::ready();

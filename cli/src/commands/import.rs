@@ -377,11 +377,17 @@ async fn decide(
                 item.key
             )
         })?;
-        // Compared (and put back) as stored: references as references, not filled in.
-        if item.kind == Kind::BlockDocument
-            && let Some(e) = existing.as_mut()
-        {
-            e["data"] = data_with_references(e).0;
+        // Compared (and put back) as stored: a document's references as references, not
+        // filled in; a deployment's limit as the number (read, it is in
+        // `global_concurrency_limit`).
+        if let Some(e) = existing.as_mut() {
+            match item.kind {
+                Kind::BlockDocument => e["data"] = data_with_references(e).0,
+                Kind::Deployment if e["concurrency_limit"].is_null() => {
+                    e["concurrency_limit"] = e["global_concurrency_limit"]["limit"].clone();
+                }
+                _ => {}
+            }
         }
         if item.kind == Kind::BlockDocument
             && let (Some(e), Some(src)) = (
