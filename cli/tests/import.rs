@@ -152,6 +152,28 @@ fn import(server: &Server, args: &[&str]) -> (i32, String, String) {
     server.sluice(&all)
 }
 
+/// An import that must be refused with `needles` in its error, having written nothing.
+fn refused(server: &Server, args: &[&str], needles: &[&str]) {
+    let (code, out, err) = import(server, args);
+    assert_eq!(code, 1, "{out}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert_eq!(
+        server.api("POST", "/variables/filter", &json!({})),
+        json!([])
+    );
+}
+
+/// The run id `sluice deployment run` printed.
+fn run_id_in(out: &str) -> String {
+    out.split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
+        .find(|w| w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4)
+        .unwrap_or_else(|| panic!("no run id in {out}"))
+        .to_owned()
+}
+
 #[test]
 fn a_prefect_server_comes_over_once_whole() {
     let Some(venv) = common::prefect_venv("import") else {
@@ -320,7 +342,7 @@ fn a_prefect_server_comes_over_once_whole() {
     );
     // A name the source does not have is an error, and nothing is written.
     let empty = Server::ready();
-    let (code, _, err) = import(
+    refused(
         &empty,
         &[
             from[0],
@@ -328,31 +350,14 @@ fn a_prefect_server_comes_over_once_whole() {
             "--only",
             "variables,deployments:src-flow/daily",
         ],
-    );
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("deployments:src-flow/daily") && err.contains("nothing of that name"),
-        "{err}"
-    );
-    assert_eq!(
-        empty.api("POST", "/variables/filter", &json!({})),
-        json!([])
+        &["deployments:src-flow/daily", "nothing of that name"],
     );
 
     // A target whose pool of that name is of another type: nothing is written at all.
     let other = Server::ready();
     let (code, _, err) = other.sluice(&["work-pool", "create", "src-pool", "--type", "ecs"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = import(&other, &from);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("nothing was imported") && err.contains("src-pool"),
-        "{err}"
-    );
-    assert_eq!(
-        other.api("POST", "/variables/filter", &json!({})),
-        json!([])
-    );
+    refused(&other, &from, &["nothing was imported", "src-pool"]);
 
     // A source that drifted: a deployment whose job variable its pool no longer declares
     // (Prefect checks job variables when a deployment is saved, not when its pool changes
@@ -397,9 +402,11 @@ fn a_prefect_server_comes_over_once_whole() {
     );
 
     // An unreachable source, and one that wants a key.
-    let (code, _, err) = import(&other, &["--from", "http://127.0.0.1:9/api"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("cannot reach the source"), "{err}");
+    refused(
+        &other,
+        &["--from", "http://127.0.0.1:9/api"],
+        &["cannot reach the source"],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("locked.db");
     let out = Command::new(SLUICE)
@@ -414,12 +421,11 @@ fn a_prefect_server_comes_over_once_whole() {
         "--auth".to_owned(),
         "api-key".to_owned(),
     ]);
-    let (code, _, err) = import(
+    refused(
         &other,
         &["--from", locked.base.as_str(), "--from-api-key", "wrong"],
+        &["--from-api-key"],
     );
-    assert_eq!(code, 1);
-    assert!(err.contains("--from-api-key"), "{err}");
 }
 
 /// The flow the Prefect 2 deployments run: plain enough for Prefect 3's engine too.
@@ -704,12 +710,7 @@ fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
     // The migrated process deployment runs on `sluice worker` to COMPLETED.
     let (code, out, err) = sluice.sluice(&["deployment", "run", "etl/local-run"]);
     assert_eq!(code, 0, "{err}");
-    let run_id = out
-        .split_whitespace()
-        .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
-        .find(|w| w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4)
-        .unwrap_or_else(|| panic!("no run id in {out}"))
-        .to_owned();
+    let run_id = run_id_in(&out);
     let worker = Command::new(SLUICE)
         .args([
             "worker",
@@ -889,12 +890,7 @@ fn stock_workers_serve_the_migrated_pools(sluice: &Server, venv: &Path, home: &P
     ] {
         let (code, out, err) = sluice.sluice(&["deployment", "run", deployment]);
         assert_eq!(code, 0, "{err}");
-        let run_id = out
-            .split_whitespace()
-            .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
-            .find(|w| w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4)
-            .unwrap_or_else(|| panic!("no run id in {out}"))
-            .to_owned();
+        let run_id = run_id_in(&out);
         let worker = prefect_command(&venv.join("bin/prefect"), home, &sluice.base)
             .args([
                 "worker",

@@ -44,8 +44,8 @@ fn strip_key(value: &mut Value, key: &str) {
     }
 }
 
-/// `#/definitions/<name>` references anywhere in `value`.
-fn refs(value: &Value, out: &mut Vec<String>) {
+/// `#/definitions/<name>` references anywhere in `value`, in document order.
+pub fn definition_refs(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -55,11 +55,11 @@ fn refs(value: &Value, out: &mut Vec<String>) {
                             out.push(name.to_owned());
                         }
                     }
-                    _ => refs(v, out),
+                    _ => definition_refs(v, out),
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| definition_refs(v, out)),
         _ => {}
     }
 }
@@ -71,7 +71,7 @@ fn refs(value: &Value, out: &mut Vec<String>) {
 /// checksum than its client computes.
 fn prune_definitions(fields: &mut Value) {
     let mut referred = Vec::new();
-    refs(fields, &mut referred);
+    definition_refs(fields, &mut referred);
     let Some(map) = fields.as_object_mut() else {
         return;
     };

@@ -650,7 +650,10 @@ pub fn client_reference_order(fields: &mut Value) {
     for (field, list) in references.iter_mut() {
         let Value::Array(list) = list else { continue };
         let mut names = Vec::new();
-        definition_refs(properties.get(field).unwrap_or(&Value::Null), &mut names);
+        sluice_core::blocks::definition_refs(
+            properties.get(field).unwrap_or(&Value::Null),
+            &mut names,
+        );
         let slugs: Vec<&str> = names
             .iter()
             .filter_map(|n| {
@@ -664,26 +667,6 @@ pub fn client_reference_order(fields: &mut Value) {
                 .and_then(|slug| slugs.iter().position(|x| *x == slug))
                 .unwrap_or(usize::MAX)
         });
-    }
-}
-
-/// `#/definitions/<name>` names `$ref`'d anywhere in `value`, in document order.
-fn definition_refs(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::Object(m) => {
-            for (k, v) in m {
-                match (k.as_str(), v) {
-                    ("$ref", Value::String(r)) => {
-                        if let Some(name) = r.strip_prefix("#/definitions/") {
-                            out.push(name.to_owned());
-                        }
-                    }
-                    _ => definition_refs(v, out),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| definition_refs(v, out)),
-        _ => {}
     }
 }
 
