@@ -165,6 +165,21 @@ fn refused(server: &Server, args: &[&str], needles: &[&str]) {
     );
 }
 
+/// Runs `source` as `name` in `home` with the virtualenv's Python against `api`; its stdout.
+fn python(venv: &Path, home: &Path, api: &str, name: &str, source: &str) -> String {
+    std::fs::write(home.join(name), source).expect("script");
+    let out = prefect_command(&venv.join("bin/python"), home, api)
+        .arg(name)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The run id `sluice deployment run` printed.
 fn run_id_in(out: &str) -> String {
     out.split_whitespace()
@@ -202,17 +217,7 @@ fn a_prefect_server_comes_over_once_whole() {
         "--priority",
         "5",
     ]);
-    let script = home.path().join("seed.py");
-    std::fs::write(&script, SEED).expect("seed");
-    let out = prefect_command(&venv.join("bin/python"), home.path(), &prefect.api)
-        .arg(&script)
-        .output()
-        .expect("seed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&venv, home.path(), &prefect.api, "seed.py", SEED);
 
     let sluice = Server::ready();
     let from = ["--from", prefect.api.as_str()];
@@ -362,17 +367,7 @@ fn a_prefect_server_comes_over_once_whole() {
     // A source that drifted: a deployment whose job variable its pool no longer declares
     // (Prefect checks job variables when a deployment is saved, not when its pool changes
     // later). Sluice refuses that deployment at the end, and every write before it is undone.
-    let script = home.path().join("drift.py");
-    std::fs::write(&script, DRIFT).expect("drift");
-    let out = prefect_command(&venv.join("bin/python"), home.path(), &prefect.api)
-        .arg(&script)
-        .output()
-        .expect("drift");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&venv, home.path(), &prefect.api, "drift.py", DRIFT);
     let third = Server::ready();
     let (code, out, err) = import(&third, &from);
     assert_eq!(code, 1, "{out}");
@@ -571,18 +566,7 @@ fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
     let home = tempfile::tempdir().expect("tempdir");
     let prefect = start_prefect(&venv2, home.path());
     std::fs::write(home.path().join("flows.py"), FLOWS).expect("flows");
-    std::fs::write(home.path().join("seed2.py"), SEED2).expect("seed");
-    let out = prefect_command(&venv2.join("bin/python"), home.path(), &prefect.api)
-        .arg("seed2.py")
-        .output()
-        .expect("seed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let seeded = String::from_utf8_lossy(&out.stdout).to_string();
+    let seeded = python(&venv2, home.path(), &prefect.api, "seed2.py", SEED2);
     let client_checksum = seeded
         .lines()
         .find_map(|l| l.strip_prefix("s3-bucket checksum "))
@@ -749,17 +733,8 @@ fn an_agent_era_prefect_2_server_comes_over_as_work_pool_deployments() {
 /// blocks described, come ONLINE, claim a run and report it as Prefect does when the
 /// infrastructure is out of reach (this machine has no Docker engine and no cluster).
 fn stock_workers_serve_the_migrated_pools(sluice: &Server, venv: &Path, home: &Path) {
-    std::fs::write(home.join("stock_config.py"), STOCK_CONFIG).expect("script");
-    let out = prefect_command(&venv.join("bin/python"), home, &sluice.base)
-        .arg("stock_config.py")
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut config: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let out = python(venv, home, &sluice.base, "stock_config.py", STOCK_CONFIG);
+    let mut config: Value = serde_json::from_str(&out).expect("JSON");
     // The pools' templates declare what the installed workers' own defaults declare.
     let mut take = |key: &str| {
         config
