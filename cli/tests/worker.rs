@@ -47,3 +47,21 @@ fn worker_start_runs_a_deployment_run_and_its_output_reaches_flow_run_logs() {
     let workers = s.json(&["worker", "ls", "--pool", "local"]);
     assert_eq!(workers[0]["name"], "w1", "{workers}");
 }
+
+/// A pool type served by Prefect's own worker is refused before any request: the pool is not
+/// created on the way, and the message names the worker to run instead.
+#[test]
+fn worker_start_refuses_docker_and_kubernetes_pools_without_creating_them() {
+    let s = Server::ready();
+    for kind in ["docker", "kubernetes"] {
+        let pool = format!("{kind}-pool");
+        let (code, _, err) = s.sluice(&["worker", "start", "--pool", &pool, "--type", kind]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("prefect worker start --pool {pool} --type {kind}")),
+            "{err}"
+        );
+        let (code, _, _) = s.sluice(&["work-pool", "inspect", &pool]);
+        assert_ne!(code, 0, "{pool} was created");
+    }
+}

@@ -128,6 +128,25 @@ pub async fn run(
             opts.pool_type
         );
     }
+    // Before any request: a pool of a type this worker cannot serve must not be created.
+    if opts.pool_type != "process" && sluice_infra::Kind::of_pool_type(&opts.pool_type).is_none() {
+        match sluice_core::pool_types::pool_type_info(&opts.pool_type)
+            .and_then(|info| info.install_command)
+        {
+            // A type Sluice knows but serves with Prefect's own worker (docker, kubernetes).
+            Some(install) => bail!(
+                "`sluice worker` does not serve {} pools: run Prefect's worker against Sluice \
+                 (`{install}`, then `prefect worker start --pool {} --type {}`)",
+                opts.pool_type,
+                opts.pool,
+                opts.pool_type
+            ),
+            None => bail!(
+                "unknown worker type `{}`: expected process, ecs or batch",
+                opts.pool_type
+            ),
+        }
+    }
     let client = Client::with_api_key(&opts.api_url, opts.api_key.as_deref())
         .map_err(|e| anyhow::anyhow!(e))?;
     ensure_pool(&client, &opts).await?;
@@ -148,23 +167,8 @@ pub async fn run(
                     .min(Duration::from_secs(5)),
             })
         }
-        None if opts.pool_type == "process" => None,
-        None => match sluice_core::pool_types::pool_type_info(&opts.pool_type)
-            .and_then(|info| info.install_command)
-        {
-            // A type Sluice knows but serves with Prefect's own worker (docker, kubernetes).
-            Some(install) => bail!(
-                "`sluice worker` does not serve {} pools: run Prefect's worker against Sluice \
-                 (`{install}`, then `prefect worker start --pool {} --type {}`)",
-                opts.pool_type,
-                opts.pool,
-                opts.pool_type
-            ),
-            None => bail!(
-                "unknown worker type `{}`: expected process, ecs or batch",
-                opts.pool_type
-            ),
-        },
+        // `process`: the types this worker does not serve were refused above.
+        None => None,
     };
     let prefix = match opts.pool_type.as_str() {
         "ecs" => "ECSWorker",
