@@ -578,6 +578,10 @@ async fn a_deployments_schedules_are_added_switched_and_removed_one_by_one() {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
     let sid = first.as_str().expect("id");
+    // The active hourly schedule has runs waiting before it is switched off.
+    let scheduled = json!({"deployments": {"id": {"any_": [id]}}});
+    let before = ok(&app, "/flow_runs/count", scheduled.clone()).await;
+    assert!(before.as_u64().is_some_and(|n| n > 0), "{before}");
     let (s, v) = app
         .patch(
             &format!("/deployments/{id}/schedules/{sid}"),
@@ -589,7 +593,6 @@ async fn a_deployments_schedules_are_added_switched_and_removed_one_by_one() {
     assert_eq!(listed[0]["active"], false);
     assert_eq!(listed[0]["schedule"]["interval"], 3600.0);
     // Every schedule off: no auto-scheduled run is left.
-    let scheduled = json!({"deployments": {"id": {"any_": [id]}}});
     assert_eq!(ok(&app, "/flow_runs/count", scheduled).await, json!(0));
     let (s, v) = app
         .patch(

@@ -218,7 +218,6 @@ struct Deployed {
     warnings: Vec<String>,
 }
 
-/// An API error in words: the status and the server's own explanation.
 /// `--dry-run`'s check of a deployment's job variables against its pool: `{"checked": true}`,
 /// `{"refused": reason}`, or `{"checked": false, "why": ...}` when the pool cannot be read
 /// (no server, no pool yet) or the values wait for build/push step outputs.
@@ -260,6 +259,7 @@ async fn pool_check(client: Option<&Client>, p: &PlannedDeployment) -> Value {
     }
 }
 
+/// An API error in words: the status and the server's own explanation.
 fn api_error(what: &str, e: &ClientError) -> anyhow::Error {
     match (e.status(), e.detail()) {
         (Some(status), Some(detail)) => anyhow!("{what}: the API answered {status}: {detail}"),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use sluice_client::{Client, ClientError, encode};
 use sluice_deploy::import::{
     Item, Kind, Selector, Skip, Source, block_refs, data_with_references, plan, remap_block_refs,
-    select,
+    select, select_skips,
 };
 
 use super::ApiArgs;
@@ -85,6 +85,7 @@ pub async fn run(api: &ApiArgs, args: ImportArgs) -> anyhow::Result<()> {
     let snapshot = read_source(&source, &args.from).await?;
     let (items, skips) = plan(&snapshot);
     let items = select(items, &selectors).map_err(|e| anyhow!(e))?;
+    let skips = select_skips(skips, &selectors);
     let mut documents: HashMap<String, String> = HashMap::new();
     let decisions = decide(&target, &items, &mut documents).await?;
 
@@ -121,9 +122,7 @@ pub async fn run(api: &ApiArgs, args: ImportArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 let undone = undo_all(&target, done).await;
-                bail!(
-                    "importing {what} failed: {e:#}\n{undone}; nothing of this import is left on the target"
-                );
+                bail!("importing {what} failed: {e:#}\n{undone}");
             }
         }
     }
@@ -244,8 +243,9 @@ fn target_path(item: &Item) -> String {
     let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default();
     match item.kind {
         Kind::BlockType => format!("block_types/slug/{}", encode(text("slug"))),
-        // Looked up by the digest Sluice itself gives these fields: for schemas that refer to
-        // other blocks it differs from the source's (see the closing note of the import).
+        // Looked up by the digest Sluice itself gives these fields (the plan put their
+        // references in the client's order): the source's own checksum is not always the
+        // digest of the fields it serves (the plan reports those).
         Kind::BlockSchema => {
             let checksum = sluice_core::blocks::schema_checksum(&b["fields"]);
             let version = text("version");
@@ -281,7 +281,7 @@ fn target_path(item: &Item) -> String {
     }
 }
 
-/// The fields of `desired` that differ from `existing`.
+/// Whether any of `keys` that `desired` has differs in `existing`.
 fn differs(desired: &Value, existing: &Value, keys: &[&str]) -> bool {
     keys.iter().any(|k| match desired.get(*k) {
         None => false,
@@ -572,7 +572,6 @@ async fn write(
         }
         Kind::BlockDocument => {
             let slug = text("block_type_slug");
-            let schema_id = document_schema(target, b, &slug).await?;
             if let Action::Update { .. } = action {
                 let existing = target
                     .get_optional(&target_path(item))
@@ -587,6 +586,7 @@ async fn write(
                     .await?;
                 return Ok(None);
             }
+            let schema_id = document_schema(target, b, &slug).await?;
             let type_id = id_of(target, &format!("block_types/slug/{}", encode(&slug))).await?;
             let made = target
                 .post_json(
@@ -738,7 +738,9 @@ async fn undo_all(target: &Client, done: Vec<(String, Undo)>) -> String {
         }
     }
     if failed.is_empty() {
-        format!("the {total} write(s) before it were undone")
+        format!(
+            "the {total} write(s) before it were undone; nothing of this import is left on the target"
+        )
     } else {
         format!(
             "undoing the {total} write(s) before it failed for {}: {}",

@@ -15,7 +15,9 @@
 //! of `process`, `ecs`, `docker` (as in prefect 3.9.1, with `container_wait_timeout`) and
 //! `kubernetes` follow Prefect's; Sluice serves `docker` and `kubernetes` pools with Prefect's own
 //! workers (it has none of its own for them), so a template copied from Prefect works unchanged and
-//! ours works with Prefect's own workers. Every `title` and `description` is Sluice's own wording.
+//! ours works with Prefect's own workers. Every `description` is Sluice's own wording, and so is every
+//! `title` of `process` and `ecs`; `docker` and `kubernetes` keep Prefect's titles (the variable
+//! names in words, which its UI shows as the form's labels).
 //!
 //! # Collection placement
 //!

@@ -102,18 +102,19 @@ impl Selector {
     /// The name an item is matched by: a document's `slug/name`, a queue's pool, a
     /// deployment's `flow/name`; catalog entries and flows go with what they serve.
     fn matches(&self, item: &Item) -> bool {
-        if !self.kinds.contains(&item.kind) {
+        self.covers(item.kind, &item.key)
+    }
+
+    fn covers(&self, kind: Kind, key: &str) -> bool {
+        if !self.kinds.contains(&kind) {
             return false;
         }
         let Some(pattern) = &self.pattern else {
             return true;
         };
-        let name = match item.kind {
-            Kind::WorkQueue => item
-                .key
-                .split_once('/')
-                .map_or(item.key.as_str(), |(p, _)| p),
-            _ => item.key.as_str(),
+        let name = match kind {
+            Kind::WorkQueue => key.split_once('/').map_or(key, |(p, _)| p),
+            _ => key,
         };
         glob_match(pattern, name)
     }
@@ -196,6 +197,18 @@ pub fn select(items: Vec<Item>, selectors: &[Selector]) -> Result<Vec<Item>, Str
         .zip(keep)
         .filter_map(|(i, k)| k.then_some(i))
         .collect())
+}
+
+/// The skips of what `--only` selects: a selection reports only its own.
+#[must_use]
+pub fn select_skips(skips: Vec<Skip>, selectors: &[Selector]) -> Vec<Skip> {
+    if selectors.is_empty() {
+        return skips;
+    }
+    skips
+        .into_iter()
+        .filter(|s| selectors.iter().any(|sel| sel.covers(s.kind, &s.key)))
+        .collect()
 }
 
 /// Something the source holds that is not brought over, and why.
@@ -536,30 +549,13 @@ pub fn plan(source: &Source) -> (Vec<Item>, Vec<Skip>) {
 /// templates' defaults and job variables name saved blocks).
 #[must_use]
 pub fn block_refs(value: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    walk_refs(value, &mut |id| {
-        if !out.iter().any(|o| o == id) {
-            out.push(id.to_owned());
-        }
-    });
-    out
-}
-
-fn walk_refs(value: &Value, found: &mut dyn FnMut(&str)) {
-    match value {
-        Value::Object(m) => {
-            if let Some(id) = m
-                .get("$ref")
-                .and_then(|r| r.get("block_document_id"))
-                .and_then(Value::as_str)
-            {
-                found(id);
-            }
-            m.values().for_each(|v| walk_refs(v, found));
-        }
-        Value::Array(items) => items.iter().for_each(|v| walk_refs(v, found)),
-        _ => {}
-    }
+    sluice_core::templating::find_block_references(value)
+        .into_iter()
+        .filter_map(|r| match r {
+            sluice_core::templating::BlockRef::ById(id) => Some(id),
+            sluice_core::templating::BlockRef::ByName { .. } => None,
+        })
+        .collect()
 }
 
 /// `value` with every referred block document id that `map` knows (source → target) replaced.
@@ -991,6 +987,22 @@ mod tests {
                 .contains("work-pools")
         );
         assert!(Selector::parse("flows:").is_err());
+        let skips = vec![
+            Skip {
+                kind: Kind::WorkPool,
+                key: "agents".to_owned(),
+                reason: String::new(),
+            },
+            Skip {
+                kind: Kind::Deployment,
+                key: "etl/old".to_owned(),
+                reason: String::new(),
+            },
+        ];
+        let only = |t: &str| select_skips(skips.clone(), &[Selector::parse(t).expect("ok")]);
+        assert!(only("variables").is_empty());
+        assert_eq!(only("deployments:etl/*").len(), 1);
+        assert_eq!(select_skips(skips.clone(), &[]).len(), 2);
     }
 
     #[test]

@@ -520,13 +520,16 @@ impl Services {
         &self,
         names: &[String],
     ) -> Result<std::collections::HashMap<String, Value>> {
-        let mut found = std::collections::HashMap::new();
-        for name in names {
-            if let Some(v) = self.store.read_variable_by_name(name).await? {
-                found.insert(name.clone(), v.value);
-            }
+        if names.is_empty() {
+            return Ok(std::collections::HashMap::new());
         }
-        Ok(found)
+        Ok(self
+            .store
+            .list_variables(Some(names), None, 0)
+            .await?
+            .into_iter()
+            .map(|v| (v.name, v.value))
+            .collect())
     }
 
     /// `POST /deployments/{id}/create_flow_run`: a run of the deployment, Scheduled for now
